@@ -1,0 +1,2 @@
+//! Headless runner: runs a lesson and prints its metrics as JSON.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Lesson models and the registry that lists them.

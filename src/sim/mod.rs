@@ -1,0 +1,1 @@
+//! The simulation engine: time, event queue, randomness, metrics, snapshots. No web crates.
