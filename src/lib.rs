@@ -3,6 +3,8 @@
 //! The library holds everything; `main.rs` (the browser app) and `bin/simulate.rs` (the
 //! headless runner) are thin shells over it. See ARCHITECTURE.md for the codemap.
 
+pub mod bench_support;
 pub mod lessons;
+pub mod runner;
 pub mod sim;
 pub mod view;

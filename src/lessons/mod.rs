@@ -1,1 +1,90 @@
-//! Lesson models and the registry that lists them.
+//! Lesson models and the catalog that lists them: each lesson is data (parameter schema,
+//! injections, default duration) plus a constructor for its model.
+//!
+//! Architecture invariant: nothing under `lessons/` imports a web crate; the view reaches
+//! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
+
+pub mod params;
+pub mod queueing_basics;
+pub mod run;
+
+use crate::sim::time::SimDuration;
+
+use params::{ParamSpec, ParamValues, Seed};
+use run::LessonRun;
+
+/// The catalog's groups, in the order DESIGN.md lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LessonGroup {
+    Foundations,
+    Messaging,
+    TrafficAndCompute,
+    Data,
+    Resilience,
+}
+
+impl LessonGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LessonGroup::Foundations => "foundations",
+            LessonGroup::Messaging => "messaging",
+            LessonGroup::TrafficAndCompute => "traffic-and-compute",
+            LessonGroup::Data => "data",
+            LessonGroup::Resilience => "resilience",
+        }
+    }
+}
+
+/// A failure or event the learner can inject into a running lesson.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectionSpec {
+    /// Machine id used in commands and URLs (`lose-server`).
+    pub id: &'static str,
+    /// Button label.
+    pub label: &'static str,
+    /// One sentence on what it does.
+    pub help: &'static str,
+}
+
+/// Everything the app and the runner need to know about one lesson.
+pub struct LessonSpec {
+    /// Stable id used in URLs and on the command line.
+    pub id: &'static str,
+    pub title: &'static str,
+    pub group: LessonGroup,
+    /// One-line summary for lists.
+    pub summary: &'static str,
+    pub params: &'static [ParamSpec],
+    pub injections: &'static [InjectionSpec],
+    /// How long a run lasts unless told otherwise.
+    pub default_duration: SimDuration,
+    /// Builds a fresh run at time zero.
+    pub build: fn(&ParamValues, Seed) -> Box<dyn LessonRun>,
+}
+
+impl LessonSpec {
+    /// Parameters at their defaults.
+    pub fn default_params(&self) -> ParamValues {
+        ParamValues::defaults(self.params)
+    }
+
+    /// A fresh run.
+    pub fn start(&self, params: &ParamValues, seed: Seed) -> Box<dyn LessonRun> {
+        (self.build)(params, seed)
+    }
+
+    pub fn injection(&self, id: &str) -> Option<&'static InjectionSpec> {
+        self.injections.iter().find(|injection| injection.id == id)
+    }
+}
+
+/// Every lesson, in the suggested order.
+pub fn catalog() -> &'static [LessonSpec] {
+    static CATALOG: [LessonSpec; 1] = [queueing_basics::SPEC];
+    &CATALOG
+}
+
+/// Looks a lesson up by id.
+pub fn find(id: &str) -> Option<&'static LessonSpec> {
+    catalog().iter().find(|lesson| lesson.id == id)
+}

@@ -110,6 +110,20 @@ impl Add for SimDuration {
     }
 }
 
+impl serde::Serialize for SimTime {
+    /// As seconds (a JSON number), the unit every report uses.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_secs_f64())
+    }
+}
+
+impl serde::Serialize for SimDuration {
+    /// As seconds (a JSON number).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_secs_f64())
+    }
+}
+
 impl fmt::Display for SimTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.3}s", self.as_secs_f64())
