@@ -94,9 +94,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RunnerCommand, UsageError
             "--seed" => seed = Some(value_of("--seed")?),
             "--until" => until = Some(value_of("--until")?),
             other if other.starts_with('-') => {
-                return Err(UsageError(format!(
-                    "unknown option '{other}' (try --help)"
-                )))
+                return Err(UsageError(format!("unknown option '{other}' (try --help)")))
             }
             id => {
                 if let Some(previous) = lesson_id {

@@ -34,13 +34,19 @@ fn every_module_starts_with_a_doc_line() {
     for dir in ["src", "tests"] {
         for file in sources(dir) {
             let text = fs::read_to_string(&file).unwrap();
-            let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            let first = text
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
             if !first.starts_with("//!") {
                 missing.push(file.display().to_string());
             }
         }
     }
-    assert!(missing.is_empty(), "files without a leading //! line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! line: {missing:?}"
+    );
 }
 
 #[test]
@@ -57,11 +63,20 @@ fn the_model_side_never_imports_a_web_crate() {
                         || code.contains(&format!("{web}::"))
                         || code.contains(&format!("extern crate {web}"));
                     if used {
-                        offenders.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+                        offenders.push(format!(
+                            "{}:{}: {}",
+                            file.display(),
+                            number + 1,
+                            line.trim()
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(offenders.is_empty(), "web crates on the model side:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "web crates on the model side:\n{}",
+        offenders.join("\n")
+    );
 }

@@ -23,7 +23,9 @@ fn stderr(output: &Output) -> String {
 fn list_prints_lesson_ids_one_per_line() {
     let output = simulate(&["--list"]);
     assert!(output.status.success());
-    assert!(stdout(&output).lines().any(|line| line == "queueing-basics"));
+    assert!(stdout(&output)
+        .lines()
+        .any(|line| line == "queueing-basics"));
 }
 
 #[test]
@@ -91,7 +93,14 @@ fn json_run_has_every_documented_key_and_balances() {
 
 #[test]
 fn same_command_prints_the_same_bytes() {
-    let args = ["queueing-basics", "--seed", "99", "--until", "500", "--json"];
+    let args = [
+        "queueing-basics",
+        "--seed",
+        "99",
+        "--until",
+        "500",
+        "--json",
+    ];
     assert_eq!(stdout(&simulate(&args)), stdout(&simulate(&args)));
 }
 
@@ -126,7 +135,11 @@ fn bad_input_gets_one_line_and_exit_code_2() {
         let output = simulate(args);
         assert_eq!(output.status.code(), Some(2), "args {args:?}");
         let message = stderr(&output);
-        assert_eq!(message.lines().count(), 1, "one line for {args:?}: {message}");
+        assert_eq!(
+            message.lines().count(),
+            1,
+            "one line for {args:?}: {message}"
+        );
         assert!(
             message.contains(expected),
             "args {args:?}: expected '{expected}' in '{message}'"

@@ -446,9 +446,11 @@ mod tests {
 
     #[test]
     fn assignments_override_defaults() {
-        let values =
-            ParamValues::from_assignments(SCHEMA, ["rate=2.5", "servers=8", "mode=SLOW", "cache=on"])
-                .unwrap();
+        let values = ParamValues::from_assignments(
+            SCHEMA,
+            ["rate=2.5", "servers=8", "mode=SLOW", "cache=on"],
+        )
+        .unwrap();
         assert_eq!(values.number("rate"), 2.5);
         assert_eq!(values.integer("servers"), 8);
         assert_eq!(values.choice("mode"), "slow");

@@ -271,10 +271,13 @@ impl QueueingModel {
     fn arrive(&mut self, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
         self.metrics.generated(now);
-        let free = self
-            .servers
-            .iter()
-            .position(|server| server.state == NodeState::Healthy && server.current.is_none());
+        let free = if (self.busy as usize) < self.servers.len() {
+            self.servers
+                .iter()
+                .position(|server| server.state == NodeState::Healthy && server.current.is_none())
+        } else {
+            None
+        };
         match free {
             Some(server) => {
                 let key = self.requests.spawn(
@@ -297,7 +300,7 @@ impl QueueingModel {
                 );
                 self.line.push_back(key);
                 self.metrics
-                    .set_gauge(self.queue_depth, now, self.line.len() as f64);
+                    .set_gauge(self.queue_depth, now, self.line.len() as i64);
             }
         }
     }
@@ -317,7 +320,7 @@ impl QueueingModel {
         self.servers[server].current = Some(key);
         self.busy += 1;
         self.metrics
-            .set_gauge(self.busy_servers, now, self.busy as f64);
+            .set_gauge(self.busy_servers, now, self.busy as i64);
         let duration = self.service.sample(&mut self.service_rng);
         scheduler.schedule_in(
             duration,
@@ -341,13 +344,13 @@ impl QueueingModel {
             self.take_from_line(server, scheduler);
         }
         self.metrics
-            .set_gauge(self.busy_servers, now, self.busy as f64);
+            .set_gauge(self.busy_servers, now, self.busy as i64);
     }
 
     fn take_from_line(&mut self, server: usize, scheduler: &mut Scheduler<Event>) {
         if let Some(next) = self.line.pop_front() {
             self.metrics
-                .set_gauge(self.queue_depth, scheduler.now(), self.line.len() as f64);
+                .set_gauge(self.queue_depth, scheduler.now(), self.line.len() as i64);
             self.start_service(server, next, scheduler);
         }
     }

@@ -24,12 +24,19 @@ pub enum LessonCommand {
 /// Why a command was refused.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandError {
-    UnknownInjection { id: String, known: Vec<&'static str> },
+    UnknownInjection {
+        id: String,
+        known: Vec<&'static str>,
+    },
     /// The parameter exists but cannot change mid-run: restart with the new value.
-    NeedsRestart { name: String },
+    NeedsRestart {
+        name: String,
+    },
     Param(ParamError),
     /// The injection is valid but has nothing to act on right now (no server left...).
-    NotApplicable { reason: String },
+    NotApplicable {
+        reason: String,
+    },
 }
 
 impl fmt::Display for CommandError {
@@ -41,7 +48,10 @@ impl fmt::Display for CommandError {
                 known.join(", ")
             ),
             CommandError::NeedsRestart { name } => {
-                write!(f, "parameter '{name}' changes the system's shape: restart the run to apply it")
+                write!(
+                    f,
+                    "parameter '{name}' changes the system's shape: restart the run to apply it"
+                )
             }
             CommandError::Param(error) => error.fmt(f),
             CommandError::NotApplicable { reason } => f.write_str(reason),

@@ -39,6 +39,7 @@ impl LatencyHistogram {
         }
     }
 
+    #[inline(always)]
     fn bucket_of(&self, value: u64) -> usize {
         let sub = 1u64 << self.sub_bits;
         if value < sub {
@@ -66,7 +67,7 @@ impl LatencyHistogram {
     /// The middle of `bucket`'s value range.
     fn bucket_middle(&self, bucket: usize) -> u64 {
         let low = self.bucket_low(bucket);
-        let next = if bucket + 1 >= self.bucket_of(u64::MAX) + 1 {
+        let next = if bucket >= self.bucket_of(u64::MAX) {
             u64::MAX
         } else {
             self.bucket_low(bucket + 1)
@@ -75,18 +76,26 @@ impl LatencyHistogram {
     }
 
     /// Records one duration.
-    #[inline]
+    #[inline(always)]
     pub fn record(&mut self, duration: SimDuration) {
         let value = duration.ticks();
         let bucket = self.bucket_of(value);
-        if bucket >= self.buckets.len() {
-            self.buckets.resize(bucket + 1, 0);
+        match self.buckets.get_mut(bucket) {
+            Some(count) => *count += 1,
+            None => self.grow_to(bucket),
         }
-        self.buckets[bucket] += 1;
         self.count += 1;
         self.sum += value as u128;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
+    }
+
+    /// Grows the bucket array to hold `bucket` and counts one value there.
+    #[cold]
+    #[inline(never)]
+    fn grow_to(&mut self, bucket: usize) {
+        self.buckets.resize(bucket + 1, 0);
+        self.buckets[bucket] = 1;
     }
 
     pub fn count(&self) -> u64 {
@@ -147,7 +156,10 @@ impl LatencyHistogram {
 
     /// Adds every value recorded in `other` (same precision required).
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        assert_eq!(self.sub_bits, other.sub_bits, "merging histograms of different precision");
+        assert_eq!(
+            self.sub_bits, other.sub_bits,
+            "merging histograms of different precision"
+        );
         if other.buckets.len() > self.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }

@@ -145,7 +145,7 @@ impl RunMetrics {
     }
 
     #[inline]
-    pub fn set_gauge(&mut self, gauge: GaugeId, t: SimTime, value: f64) {
+    pub fn set_gauge(&mut self, gauge: GaugeId, t: SimTime, value: i64) {
         self.series.set_gauge(gauge.0, t, value);
     }
 
@@ -239,7 +239,12 @@ mod tests {
     fn json_uses_the_documented_field_names() {
         let metrics = RunMetrics::new(MetricsConfig::default());
         let json = serde_json::to_value(metrics.summary(SimTime::ZERO)).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         for key in [
             "generated",
             "completed",

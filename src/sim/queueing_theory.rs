@@ -28,8 +28,8 @@ pub struct MmcResult {
 /// The sum `Σ_{k<c} a^k/k!` is accumulated term by term (t_k = t_{k-1}·a/k) so large `c`
 /// neither overflows nor loses precision to factorials.
 pub fn erlang_c(servers: u32, lambda: f64, mu: f64) -> Option<MmcResult> {
-    if servers == 0 || !(lambda > 0.0) || !(mu > 0.0) || !lambda.is_finite() || !mu.is_finite()
-    {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if servers == 0 || !positive(lambda) || !positive(mu) {
         return None;
     }
     let c = servers as f64;
@@ -63,7 +63,8 @@ pub fn erlang_c(servers: u32, lambda: f64, mu: f64) -> Option<MmcResult> {
 /// with E[S²] = (1 + cv²) / μ², `cv` the service time's coefficient of variation
 /// (cv = 1 exponential, cv = 0 deterministic). `None` unless ρ < 1.
 pub fn pollaczek_khinchine_wait(lambda: f64, mu: f64, service_cv: f64) -> Option<f64> {
-    if !(lambda > 0.0) || !(mu > 0.0) || !(service_cv >= 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !(positive(lambda) && positive(mu) && service_cv.is_finite() && service_cv >= 0.0) {
         return None;
     }
     let rho = lambda / mu;

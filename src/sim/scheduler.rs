@@ -462,7 +462,10 @@ mod tests {
         let old = s.schedule_timer_in(SimDuration::from_ticks(1), "old");
         s.cancel(old);
         let new = s.schedule_timer_in(SimDuration::from_ticks(2), "new");
-        assert!(!s.cancel(old), "stale handle must not cancel the slot's new timer");
+        assert!(
+            !s.cancel(old),
+            "stale handle must not cancel the slot's new timer"
+        );
         assert!(s.is_pending(new));
         assert_eq!(s.pop(), Some((at(2), "new")));
     }
@@ -479,7 +482,11 @@ mod tests {
             sim.model.seen,
             [(3, "spawn"), (3, "child-now"), (8, "child-later")]
         );
-        assert_eq!(sim.run_until(at(20)), 1, "an event exactly at the limit runs");
+        assert_eq!(
+            sim.run_until(at(20)),
+            1,
+            "an event exactly at the limit runs"
+        );
         assert_eq!(sim.events_processed(), 4);
     }
 

@@ -6,15 +6,16 @@
 use super::histogram::{LatencyHistogram, COMPACT};
 use super::time::{SimDuration, SimTime};
 
-/// One gauge's statistics over one point.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One gauge's statistics over one point. Gauges are whole numbers (requests waiting,
+/// servers busy, workers running), so their time integrals are exact integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GaugeStat {
     /// Value at the end of the point (or now, for the open point).
-    pub last: f64,
+    pub last: i64,
     /// Highest value held during the point.
-    pub max: f64,
-    /// ∫ value dt over the part of the point already closed, in value·seconds.
-    area: f64,
+    pub max: i64,
+    /// ∫ value dt over the part of the point already closed, in value·ticks.
+    area: i128,
 }
 
 /// Counts of what happened to requests during one point.
@@ -62,10 +63,10 @@ pub enum CountKind {
 
 #[derive(Clone, Copy, Debug)]
 struct GaugeNow {
-    value: f64,
+    value: i64,
     since: SimTime,
-    /// ∫ value dt from time zero to `since`, exact over the whole run.
-    total_area: f64,
+    /// ∫ value dt from time zero to `since` in value·ticks, exact over the whole run.
+    total_area: i128,
 }
 
 /// The series. Recording times must never decrease.
@@ -75,6 +76,9 @@ pub struct TimeSeries {
     capacity: usize,
     points: Vec<SeriesPoint>,
     gauges: Vec<GaugeNow>,
+    /// Cached start and end of the last point, in ticks (the hot path's bounds check).
+    last_start_ticks: u64,
+    open_end_ticks: u64,
 }
 
 impl TimeSeries {
@@ -82,19 +86,24 @@ impl TimeSeries {
     /// all starting at 0.
     pub fn new(capacity: usize, min_width: SimDuration, gauge_count: usize) -> Self {
         assert!(capacity >= 2, "a series needs room for at least two points");
-        assert!(min_width > SimDuration::ZERO, "points need a positive width");
+        assert!(
+            min_width > SimDuration::ZERO,
+            "points need a positive width"
+        );
         TimeSeries {
             width: min_width,
             capacity: capacity & !1,
             points: Vec::new(),
             gauges: vec![
                 GaugeNow {
-                    value: 0.0,
+                    value: 0,
                     since: SimTime::ZERO,
-                    total_area: 0.0,
+                    total_area: 0,
                 };
                 gauge_count
             ],
+            last_start_ticks: 0,
+            open_end_ticks: 0,
         }
     }
 
@@ -138,17 +147,37 @@ impl TimeSeries {
     }
 
     /// Sets gauge `gauge` to `value` from time `t` on.
-    pub fn set_gauge(&mut self, gauge: usize, t: SimTime, value: f64) {
-        let index = self.index_of(t);
-        self.ensure_points(index);
-        let index = self.index_of(t);
-        let now = self.gauges[gauge];
-        if now.value == value {
+    #[inline(always)]
+    pub fn set_gauge(&mut self, gauge: usize, t: SimTime, value: i64) {
+        let state = &mut self.gauges[gauge];
+        if state.value == value {
             return;
+        }
+        // Hot path: the gauge's last change and `t` both fall in the last point.
+        if t.ticks() < self.open_end_ticks && state.since.ticks() >= self.last_start_ticks {
+            let area = state.value as i128 * (t - state.since).ticks() as i128;
+            state.total_area += area;
+            state.since = t;
+            state.value = value;
+            let last = self.points.len() - 1;
+            let stat = &mut self.points[last].gauges[gauge];
+            stat.area += area;
+            stat.last = value;
+            stat.max = stat.max.max(value);
+        } else {
+            self.set_gauge_across_points(gauge, t, value);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn set_gauge_across_points(&mut self, gauge: usize, t: SimTime, value: i64) {
+        if t.ticks() >= self.open_end_ticks {
+            self.ensure_points(self.index_of(t));
         }
         self.close_area(gauge, t);
         self.gauges[gauge].value = value;
-        let stat = &mut self.points[index].gauges[gauge];
+        let stat = &mut self.point_at(t).gauges[gauge];
         stat.last = value;
         stat.max = stat.max.max(value);
     }
@@ -157,21 +186,25 @@ impl TimeSeries {
     /// spans, then moves `since` to `t`.
     fn close_area(&mut self, gauge: usize, t: SimTime) {
         let GaugeNow { value, since, .. } = self.gauges[gauge];
-        if t > since && value != 0.0 {
+        let elapsed = (t - since).ticks();
+        if elapsed > 0 && value != 0 && since.ticks() >= self.last_start_ticks {
+            // Common case: the whole span lies in the last point.
+            let last = self.points.len() - 1;
+            self.points[last].gauges[gauge].area += value as i128 * elapsed as i128;
+        } else if elapsed > 0 && value != 0 {
             let mut cursor = since;
             let mut index = self.index_of(since);
             while cursor < t {
                 let point_end = self.points[index].start + self.width;
                 let segment_end = point_end.min(t);
                 self.points[index].gauges[gauge].area +=
-                    value * (segment_end - cursor).as_secs_f64();
+                    value as i128 * (segment_end - cursor).ticks() as i128;
                 cursor = segment_end;
                 index += 1;
             }
         }
-        let elapsed = (t - since).as_secs_f64();
         let state = &mut self.gauges[gauge];
-        state.total_area += value * elapsed;
+        state.total_area += value as i128 * elapsed as i128;
         state.since = t;
     }
 
@@ -181,18 +214,18 @@ impl TimeSeries {
         let point = &self.points[index];
         let start = point.start;
         let end = (start + self.width).min(now.max(start));
-        let span = (end - start).as_secs_f64();
+        let span = (end - start).ticks();
         let state = self.gauges[gauge];
         let open_from = state.since.max(start);
         let open = if end > open_from {
-            state.value * (end - open_from).as_secs_f64()
+            state.value as i128 * (end - open_from).ticks() as i128
         } else {
-            0.0
+            0
         };
-        if span > 0.0 {
-            (point.gauges[gauge].area + open) / span
+        if span > 0 {
+            (point.gauges[gauge].area + open) as f64 / span as f64
         } else {
-            point.gauges[gauge].last
+            point.gauges[gauge].last as f64
         }
     }
 
@@ -205,12 +238,11 @@ impl TimeSeries {
     /// point merging (Little's law checks use it).
     pub fn gauge_run_mean(&self, gauge: usize, now: SimTime) -> f64 {
         let state = self.gauges[gauge];
-        let area = state.total_area + state.value * (now - state.since).as_secs_f64();
-        let seconds = now.as_secs_f64();
-        if seconds > 0.0 {
-            area / seconds
+        let area = state.total_area + state.value as i128 * (now - state.since).ticks() as i128;
+        if now.ticks() > 0 {
+            area as f64 / now.ticks() as f64
         } else {
-            state.value
+            state.value as f64
         }
     }
 
@@ -218,13 +250,22 @@ impl TimeSeries {
         (t.ticks() / self.width.ticks()) as usize
     }
 
+    /// The end of the last point: times below it (and not before it, since times never
+    /// decrease) land in the last point without a division.
+    fn open_end(&self) -> SimTime {
+        SimTime::from_ticks(self.points.len() as u64 * self.width.ticks())
+    }
+
     #[inline]
     fn point_at(&mut self, t: SimTime) -> &mut SeriesPoint {
-        let mut index = self.index_of(t);
-        if index >= self.points.len() {
-            self.ensure_points(index);
-            index = self.index_of(t);
+        if t.ticks() >= self.open_end_ticks {
+            self.ensure_points(self.index_of(t));
         }
+        let index = if t.ticks() >= self.last_start_ticks {
+            self.points.len() - 1
+        } else {
+            self.index_of(t)
+        };
         &mut self.points[index]
     }
 
@@ -242,7 +283,7 @@ impl TimeSeries {
                 .map(|g| GaugeStat {
                     last: g.value,
                     max: g.value,
-                    area: 0.0,
+                    area: 0,
                 })
                 .collect();
             self.points.push(SeriesPoint {
@@ -252,6 +293,8 @@ impl TimeSeries {
                 gauges,
             });
         }
+        self.open_end_ticks = self.open_end().ticks();
+        self.last_start_ticks = self.open_end_ticks - self.width.ticks();
     }
 
     fn merge_pairs(&mut self) {
@@ -292,7 +335,7 @@ mod tests {
             series.count(t, CountKind::Generated);
             series.completed(t, SimDuration::from_millis(5 + i % 50));
             if i % 1000 == 0 {
-                series.set_gauge(0, t, (i % 7) as f64);
+                series.set_gauge(0, t, (i % 7) as i64);
             }
             total += 1;
         }
@@ -321,13 +364,13 @@ mod tests {
     #[test]
     fn gauge_time_weighted_mean_is_exact() {
         let mut series = TimeSeries::new(8, SimDuration::from_secs(10), 1);
-        series.set_gauge(0, secs(0.0), 2.0);
-        series.set_gauge(0, secs(3.0), 6.0);
+        series.set_gauge(0, secs(0.0), 2);
+        series.set_gauge(0, secs(3.0), 6);
         series.count(secs(10.0), CountKind::Generated);
         // 2 for 30% of the first point and 6 for 70% of it.
         assert!((series.gauge_mean(0, 0, secs(10.0)) - 4.8).abs() < 1e-12);
         let stat = series.gauge_stat(0, 0);
-        assert_eq!((stat.last, stat.max), (6.0, 6.0));
+        assert_eq!((stat.last, stat.max), (6, 6));
         // The second point carries 6 without any change.
         assert!((series.gauge_mean(1, 0, secs(15.0)) - 6.0).abs() < 1e-12);
         assert!((series.gauge_run_mean(0, secs(20.0)) - (6.0 + 102.0) / 20.0).abs() < 1e-12);
@@ -336,24 +379,24 @@ mod tests {
     #[test]
     fn merged_gauges_keep_later_last_max_and_weighted_mean() {
         let mut series = TimeSeries::new(2, SimDuration::from_secs(1), 1);
-        series.set_gauge(0, secs(0.0), 4.0);
-        series.set_gauge(0, secs(1.0), 1.0);
-        series.set_gauge(0, secs(2.0), 0.0); // forces a merge: [0, 2) and [2, 4)
+        series.set_gauge(0, secs(0.0), 4);
+        series.set_gauge(0, secs(1.0), 1);
+        series.set_gauge(0, secs(2.0), 0); // forces a merge: [0, 2) and [2, 4)
         assert_eq!(series.bucket_width(), SimDuration::from_secs(2));
         let stat = series.gauge_stat(0, 0);
-        assert_eq!((stat.last, stat.max), (1.0, 4.0));
+        assert_eq!((stat.last, stat.max), (1, 4));
         assert!((series.gauge_mean(0, 0, secs(2.0)) - 2.5).abs() < 1e-12);
     }
 
     #[test]
     fn gaps_between_events_become_empty_points() {
         let mut series = TimeSeries::new(100, SimDuration::from_secs(1), 1);
-        series.set_gauge(0, secs(0.5), 3.0);
+        series.set_gauge(0, secs(0.5), 3);
         series.count(secs(5.5), CountKind::Rejected);
         assert_eq!(series.len(), 6);
         for point in &series.points()[1..5] {
             assert_eq!(point.counts, PointCounts::default());
-            assert_eq!(point.gauges[0].last, 3.0);
+            assert_eq!(point.gauges[0].last, 3);
         }
         assert_eq!(series.points()[5].counts.rejected, 1);
     }

@@ -389,7 +389,11 @@ mod tests {
         let steps = TrafficShape::Steps(vec![(secs(10), 20.0), (secs(60), 0.0)]);
         assert_poisson_count(count_between(steps.clone(), secs(0), secs(100), 5), 1000.0);
         let mut arrivals = PoissonArrivals::new(steps, SimRng::new(5, "arrivals"));
-        assert_eq!(arrivals.next_after(secs(60)), None, "zero forever after the last step");
+        assert_eq!(
+            arrivals.next_after(secs(60)),
+            None,
+            "zero forever after the last step"
+        );
     }
 
     #[test]
@@ -414,8 +418,10 @@ mod tests {
     #[test]
     fn replays_identically_and_pins_the_first_arrivals() {
         let first_five = |seed| {
-            let mut arrivals =
-                PoissonArrivals::new(TrafficShape::Steady { rate: 10.0 }, SimRng::new(seed, "arrivals"));
+            let mut arrivals = PoissonArrivals::new(
+                TrafficShape::Steady { rate: 10.0 },
+                SimRng::new(seed, "arrivals"),
+            );
             let mut t = SimTime::ZERO;
             (0..5)
                 .map(|_| {
