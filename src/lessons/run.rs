@@ -183,3 +183,9 @@ impl<M: LessonModel> LessonRun for Simulation<M> {
         self.model.apply(command, &mut self.scheduler)
     }
 }
+
+/// A run's figures as one line of text with every float in its shortest exact form:
+/// equal fingerprints mean bit-identical results (used to compare native and wasm runs).
+pub fn fingerprint(summary: &RunSummary) -> String {
+    serde_json::to_string(summary).expect("a summary always serialises")
+}
