@@ -7,15 +7,17 @@ use super::histogram::{LatencyHistogram, COMPACT};
 use super::time::{SimDuration, SimTime};
 
 /// One gauge's statistics over one point. Gauges are whole numbers (requests waiting,
-/// servers busy, workers running), so their time integrals are exact integers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// servers busy, workers running); their time integrals are kept in value·ticks as f64:
+/// exact up to 2^53, never divided on the hot path, and identical on every platform
+/// (plain IEEE multiply and add; wasm has no native 128-bit multiply).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GaugeStat {
     /// Value at the end of the point (or now, for the open point).
     pub last: i64,
     /// Highest value held during the point.
     pub max: i64,
     /// ∫ value dt over the part of the point already closed, in value·ticks.
-    area: i128,
+    area: f64,
 }
 
 /// Counts of what happened to requests during one point.
@@ -65,8 +67,8 @@ pub enum CountKind {
 struct GaugeNow {
     value: i64,
     since: SimTime,
-    /// ∫ value dt from time zero to `since` in value·ticks, exact over the whole run.
-    total_area: i128,
+    /// ∫ value dt from time zero to `since` in value·ticks, over the whole run.
+    total_area: f64,
 }
 
 /// The series. Recording times must never decrease.
@@ -98,7 +100,7 @@ impl TimeSeries {
                 GaugeNow {
                     value: 0,
                     since: SimTime::ZERO,
-                    total_area: 0,
+                    total_area: 0.0,
                 };
                 gauge_count
             ],
@@ -155,7 +157,7 @@ impl TimeSeries {
         }
         // Hot path: the gauge's last change and `t` both fall in the last point.
         if t.ticks() < self.open_end_ticks && state.since.ticks() >= self.last_start_ticks {
-            let area = state.value as i128 * (t - state.since).ticks() as i128;
+            let area = state.value as f64 * (t - state.since).ticks() as f64;
             state.total_area += area;
             state.since = t;
             state.value = value;
@@ -190,7 +192,7 @@ impl TimeSeries {
         if elapsed > 0 && value != 0 && since.ticks() >= self.last_start_ticks {
             // Common case: the whole span lies in the last point.
             let last = self.points.len() - 1;
-            self.points[last].gauges[gauge].area += value as i128 * elapsed as i128;
+            self.points[last].gauges[gauge].area += value as f64 * elapsed as f64;
         } else if elapsed > 0 && value != 0 {
             let mut cursor = since;
             let mut index = self.index_of(since);
@@ -198,13 +200,13 @@ impl TimeSeries {
                 let point_end = self.points[index].start + self.width;
                 let segment_end = point_end.min(t);
                 self.points[index].gauges[gauge].area +=
-                    value as i128 * (segment_end - cursor).ticks() as i128;
+                    value as f64 * (segment_end - cursor).ticks() as f64;
                 cursor = segment_end;
                 index += 1;
             }
         }
         let state = &mut self.gauges[gauge];
-        state.total_area += value as i128 * elapsed as i128;
+        state.total_area += value as f64 * elapsed as f64;
         state.since = t;
     }
 
@@ -218,12 +220,12 @@ impl TimeSeries {
         let state = self.gauges[gauge];
         let open_from = state.since.max(start);
         let open = if end > open_from {
-            state.value as i128 * (end - open_from).ticks() as i128
+            state.value as f64 * (end - open_from).ticks() as f64
         } else {
-            0
+            0.0
         };
         if span > 0 {
-            (point.gauges[gauge].area + open) as f64 / span as f64
+            (point.gauges[gauge].area + open) / span as f64
         } else {
             point.gauges[gauge].last as f64
         }
@@ -238,9 +240,9 @@ impl TimeSeries {
     /// point merging (Little's law checks use it).
     pub fn gauge_run_mean(&self, gauge: usize, now: SimTime) -> f64 {
         let state = self.gauges[gauge];
-        let area = state.total_area + state.value as i128 * (now - state.since).ticks() as i128;
+        let area = state.total_area + state.value as f64 * (now - state.since).ticks() as f64;
         if now.ticks() > 0 {
-            area as f64 / now.ticks() as f64
+            area / now.ticks() as f64
         } else {
             state.value as f64
         }
@@ -283,7 +285,7 @@ impl TimeSeries {
                 .map(|g| GaugeStat {
                     last: g.value,
                     max: g.value,
-                    area: 0,
+                    area: 0.0,
                 })
                 .collect();
             self.points.push(SeriesPoint {
