@@ -5,6 +5,7 @@
 
 pub mod bench_support;
 pub mod lessons;
+pub mod route;
 pub mod runner;
 pub mod sim;
 pub mod view;

@@ -34,7 +34,12 @@ async fn the_app_mounts_and_lists_queueing_basics() {
 fn a_seeded_run_matches_the_native_golden_figures() {
     let params = ParamValues::from_assignments(
         queueing_basics::SPEC.params,
-        ["arrival_rate=1.8", "servers=2", "service_distribution=lognormal", "service_cv=1.5"],
+        [
+            "arrival_rate=1.8",
+            "servers=2",
+            "service_distribution=lognormal",
+            "service_cv=1.5",
+        ],
     )
     .unwrap();
     let mut run = queueing_basics::simulation(&params, Seed(2024));

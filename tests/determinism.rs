@@ -18,7 +18,12 @@ fn secs(seconds: f64) -> SimTime {
 fn determinism_golden() {
     let params = ParamValues::from_assignments(
         queueing_basics::SPEC.params,
-        ["arrival_rate=1.8", "servers=2", "service_distribution=lognormal", "service_cv=1.5"],
+        [
+            "arrival_rate=1.8",
+            "servers=2",
+            "service_distribution=lognormal",
+            "service_cv=1.5",
+        ],
     )
     .unwrap();
     let mut run = queueing_basics::simulation(&params, Seed(2024));
@@ -88,19 +93,23 @@ fn every_lesson_conserves_requests_under_random_parameters_and_injections() {
             let mut params = ParamValues::defaults(lesson.params);
             for spec in lesson.params {
                 let value = match spec.kind {
-                    patterns_playground::lessons::params::ParamKind::Number { min, max, .. } => {
+                    patterns_playground::lessons::params::ParamKind::Number {
+                        min, max, ..
+                    } => {
                         // Log-uniform over the range keeps small rates common.
                         let low = min.max(1e-3);
                         ParamValue::Number(
                             (low * (max / low).powf(rng.uniform01())).clamp(min, max),
                         )
                     }
-                    patterns_playground::lessons::params::ParamKind::Integer { min, max, .. } => {
+                    patterns_playground::lessons::params::ParamKind::Integer {
+                        min, max, ..
+                    } => {
                         let span = (max - min).min(16) as u64;
                         ParamValue::Integer(min + rng.below(span + 1) as i64)
                     }
                     patterns_playground::lessons::params::ParamKind::Choice { options, .. } => {
-                        ParamValue::Choice(*rng.pick(options))
+                        ParamValue::Choice(options[rng.below(options.len() as u64) as usize])
                     }
                     patterns_playground::lessons::params::ParamKind::Toggle { .. } => {
                         ParamValue::Toggle(rng.chance(0.5))
@@ -154,7 +163,10 @@ fn a_snapshot_shows_queued_and_in_service_tokens() {
     let topology = run.topology();
     let queue = topology.find("queue").unwrap();
     let queue_view = snapshot.nodes.iter().find(|n| n.node == queue).unwrap();
-    assert!(queue_view.queued > 100, "overloaded queue should be long: {queue_view:?}");
+    assert!(
+        queue_view.queued > 100,
+        "overloaded queue should be long: {queue_view:?}"
+    );
     let busy: u32 = snapshot.nodes.iter().map(|n| n.busy).sum();
     assert_eq!(busy, 2);
     assert_eq!(
