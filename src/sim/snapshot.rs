@@ -99,9 +99,16 @@ impl Snapshot {
     pub fn collect_tokens<'a>(&mut self, live: impl Iterator<Item = &'a Request>, limit: usize) {
         self.tokens.extend(live.map(TokenView::from));
         if self.tokens.len() > limit {
-            self.tokens.sort_unstable_by_key(|token| token.id);
             self.tokens_omitted = (self.tokens.len() - limit) as u64;
+            if limit == 0 {
+                self.tokens.clear();
+                return;
+            }
+            // Linear-time selection of the `limit` earliest-born, then order just those.
+            self.tokens
+                .select_nth_unstable_by_key(limit - 1, |token| token.id);
             self.tokens.truncate(limit);
+            self.tokens.sort_unstable_by_key(|token| token.id);
         }
     }
 }

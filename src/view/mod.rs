@@ -1,33 +1,102 @@
-//! The Yew view: app shell and components. Reads lessons only through the catalog and
-//! `LessonRun` snapshots; never mutates a model except through `LessonCommand`.
+//! The Yew view: app shell, routing and components (one per file). Reads lessons only
+//! through the catalog, `LessonRun` and snapshots; never mutates a model except through
+//! `LessonCommand` and the stepping calls.
+
+mod charts;
+mod home;
+mod injections;
+mod lesson_page;
+mod narration;
+mod panic_banner;
+mod param_controls;
+mod runtime;
+mod topology_view;
+mod transport;
+mod url;
 
 use yew::prelude::*;
 
-use crate::lessons;
+use crate::route::{ParsedRoute, Route};
+use home::Home;
+use lesson_page::LessonPage;
 
-/// The app root: for now, the catalog of lessons by group.
+/// The app root: reads the address once, then keeps route and address in step.
 #[function_component(App)]
 pub fn app() -> Html {
-    let lessons = lessons::catalog().iter().map(|lesson| {
+    let initial = use_memo((), |_| url::current_route());
+    let route = use_state(|| initial.route.clone());
+    let notices = use_state(|| initial.notices.clone());
+
+    // Back/forward buttons: re-read the address.
+    {
+        let route = route.clone();
+        let notices = notices.clone();
+        use_effect_with((), move |_| {
+            let listener =
+                gloo::events::EventListener::new(&gloo::utils::window(), "popstate", move |_| {
+                    let ParsedRoute {
+                        route: parsed,
+                        notices: problems,
+                    } = url::current_route();
+                    route.set(parsed);
+                    notices.set(problems);
+                });
+            move || drop(listener)
+        });
+    }
+
+    let on_navigate = {
+        let route = route.clone();
+        let notices = notices.clone();
+        Callback::from(move |next: Route| {
+            url::push(&next);
+            notices.set(Vec::new());
+            route.set(next);
+            gloo::utils::window().scroll_to_with_x_and_y(0.0, 0.0);
+        })
+    };
+
+    let notice_banner = (!notices.is_empty()).then(|| {
+        let dismiss = {
+            let notices = notices.clone();
+            Callback::from(move |_: MouseEvent| notices.set(Vec::new()))
+        };
+        let lines = notices
+            .iter()
+            .map(|line| html! { <li>{ line.clone() }</li> });
         html! {
-            <li class="lesson" data-lesson={lesson.id}>
-                <span class="lesson-group">{ lesson.group.as_str() }</span>
-                <strong class="lesson-title">{ lesson.title }</strong>
-                <code class="lesson-id">{ lesson.id }</code>
-                <p class="lesson-summary">{ lesson.summary }</p>
-            </li>
+            <div class="url-notice" role="status">
+                <ul>{ for lines }</ul>
+                <button type="button" onclick={dismiss}>{ "Dismiss" }</button>
+            </div>
         }
     });
+
+    let page = match &*route {
+        Route::Home => html! { <Home on_navigate={on_navigate.clone()} /> },
+        Route::Lesson(lesson) => {
+            let on_route_change = {
+                let route = route.clone();
+                Callback::from(move |next: crate::route::LessonRoute| {
+                    let next = Route::Lesson(next);
+                    url::replace(&next);
+                    route.set(next);
+                })
+            };
+            let on_home = on_navigate.reform(|_| Route::Home);
+            html! { <LessonPage route={lesson.clone()} {on_route_change} {on_home} /> }
+        }
+    };
     html! {
-        <main id="app-root">
-            <h1>{ "Patterns Playground" }</h1>
-            <p>{ "Distributed design patterns as live, seeded simulations." }</p>
-            <ul class="lesson-list">{ for lessons }</ul>
-        </main>
+        <>
+            { notice_banner }
+            { page }
+        </>
     }
 }
 
-/// Mounts the app on the document body.
+/// Installs the panic banner and mounts the app on the document body.
 pub fn start() {
+    panic_banner::install();
     yew::Renderer::<App>::new().render();
 }

@@ -1,0 +1,346 @@
+//! The lesson page: owns the running lesson, drives it from `requestAnimationFrame`, and
+//! lays out transport, parameters, injections, the animated topology, live charts and
+//! the spoken status. Starts paused.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use gloo::render::{request_animation_frame, AnimationFrame};
+use yew::prelude::*;
+
+use crate::lessons::params::{Liveness, ParamValue, Seed};
+use crate::lessons::run::LessonCommand;
+use crate::route::LessonRoute;
+
+use super::charts::{chart_data, Charts};
+use super::injections::Injections;
+use super::narration::{describe_event, describe_state};
+use super::param_controls::ParamControls;
+use super::runtime::LessonRuntime;
+use super::topology_view::TopologyView;
+use super::transport::Transport;
+
+/// The per-frame callback, shared so each frame can schedule the next; emptied on
+/// cleanup to break the cycle.
+type FrameCallback = Rc<RefCell<Option<Box<dyn Fn(f64)>>>>;
+
+#[derive(Properties, PartialEq)]
+pub struct LessonPageProps {
+    pub route: LessonRoute,
+    /// The page changed its own route (parameter, seed): update the address.
+    pub on_route_change: Callback<LessonRoute>,
+    pub on_home: Callback<()>,
+}
+
+#[function_component(LessonPage)]
+pub fn lesson_page(props: &LessonPageProps) -> Html {
+    let runtime = use_mut_ref(|| LessonRuntime::new(&props.route));
+    let playing = use_state_eq(|| false);
+    let fast_forwarding = use_state_eq(|| false);
+    let speed = use_state_eq(|| 1.0f64);
+    let frame = use_state(|| 0u64);
+    let message = use_state(|| None::<String>);
+    let heard = use_mut_ref(|| 0usize);
+
+    // A new route from outside (link, back button) rebuilds the run.
+    {
+        let runtime = runtime.clone();
+        let frame = frame.clone();
+        let playing = playing.clone();
+        use_effect_with(props.route.clone(), move |route| {
+            if runtime.borrow().route != *route {
+                *runtime.borrow_mut() = LessonRuntime::new(route);
+                playing.set(false);
+                frame.set(*frame + 1);
+            }
+        });
+    }
+
+    // The animation loop: one model advance per frame while playing or fast-forwarding.
+    {
+        let runtime = runtime.clone();
+        let frame = frame.clone();
+        let fast_forwarding_state = fast_forwarding.clone();
+        let playing_state = playing.clone();
+        use_effect_with(
+            (*playing, *fast_forwarding, *speed),
+            move |&(playing, fast_forwarding, speed)| {
+                let handle: Rc<RefCell<Option<AnimationFrame>>> = Rc::new(RefCell::new(None));
+                let tick: FrameCallback = Rc::new(RefCell::new(None));
+                if playing || fast_forwarding {
+                    let last = Rc::new(Cell::new(None::<f64>));
+                    let counter = Rc::new(Cell::new(*frame));
+                    let next_handle = handle.clone();
+                    let next_tick = tick.clone();
+                    *tick.borrow_mut() = Some(Box::new(move |timestamp: f64| {
+                        let elapsed = last
+                            .get()
+                            .map_or(0.0, |previous| (timestamp - previous) / 1000.0);
+                        last.set(Some(timestamp));
+                        let done = {
+                            let mut runtime = runtime.borrow_mut();
+                            if fast_forwarding {
+                                runtime.fast_forward_frame()
+                            } else {
+                                runtime.play_frame(elapsed, speed);
+                                false
+                            }
+                        };
+                        counter.set(counter.get() + 1);
+                        frame.set(counter.get());
+                        if done {
+                            fast_forwarding_state.set(false);
+                            playing_state.set(false);
+                            return;
+                        }
+                        let again = next_tick.clone();
+                        *next_handle.borrow_mut() = Some(request_animation_frame(move |t| {
+                            if let Some(tick) = again.borrow().as_ref() {
+                                tick(t)
+                            }
+                        }));
+                    }));
+                    let first = tick.clone();
+                    *handle.borrow_mut() = Some(request_animation_frame(move |t| {
+                        if let Some(tick) = first.borrow().as_ref() {
+                            tick(t)
+                        }
+                    }));
+                }
+                move || {
+                    tick.borrow_mut().take();
+                    handle.borrow_mut().take();
+                }
+            },
+        );
+    }
+
+    // Space toggles play anywhere on the page except in form fields and on buttons
+    // (where Space already means "press").
+    {
+        let playing = playing.clone();
+        let fast_forwarding = fast_forwarding.clone();
+        use_effect_with(*playing, move |_| {
+            let document = gloo::utils::document();
+            let options = gloo::events::EventListenerOptions::enable_prevent_default();
+            let listener = gloo::events::EventListener::new_with_options(
+                &document,
+                "keydown",
+                options,
+                move |event| {
+                    let event: &web_sys::KeyboardEvent = wasm_bindgen::JsCast::unchecked_ref(event);
+                    if event.key() != " " || *fast_forwarding {
+                        return;
+                    }
+                    let tag = event
+                        .target()
+                        .and_then(|target| {
+                            wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(target).ok()
+                        })
+                        .map(|element| element.tag_name().to_ascii_lowercase())
+                        .unwrap_or_default();
+                    if matches!(
+                        tag.as_str(),
+                        "input" | "select" | "textarea" | "button" | "a"
+                    ) {
+                        return;
+                    }
+                    event.prevent_default();
+                    playing.set(!*playing);
+                },
+            );
+            move || drop(listener)
+        });
+    }
+
+    let spec = props.route.spec();
+    let bump = {
+        let frame = frame.clone();
+        move || frame.set(*frame + 1)
+    };
+
+    let on_toggle = {
+        let playing = playing.clone();
+        Callback::from(move |_| playing.set(!*playing))
+    };
+    let on_step = {
+        let runtime = runtime.clone();
+        let bump = bump.clone();
+        Callback::from(move |_| {
+            runtime.borrow_mut().step();
+            bump();
+        })
+    };
+    let on_reset = {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let fast_forwarding = fast_forwarding.clone();
+        let heard = heard.clone();
+        let bump = bump.clone();
+        Callback::from(move |_| {
+            let route = runtime.borrow().route.clone();
+            *runtime.borrow_mut() = LessonRuntime::new(&route);
+            *heard.borrow_mut() = 0;
+            playing.set(false);
+            fast_forwarding.set(false);
+            bump();
+        })
+    };
+    let on_run_to_end = {
+        let fast_forwarding = fast_forwarding.clone();
+        let playing = playing.clone();
+        Callback::from(move |_| {
+            playing.set(false);
+            fast_forwarding.set(true);
+        })
+    };
+    let on_speed = {
+        let speed = speed.clone();
+        Callback::from(move |value: f64| speed.set(value))
+    };
+    let on_seed = {
+        let runtime = runtime.clone();
+        let message = message.clone();
+        let on_route_change = props.on_route_change.clone();
+        Callback::from(move |text: String| match Seed::parse(&text) {
+            Ok(seed) => {
+                let mut route = runtime.borrow().route.clone();
+                route.seed = seed;
+                message.set(None);
+                on_route_change.emit(route);
+            }
+            Err(problem) => message.set(Some(problem)),
+        })
+    };
+    let on_param = {
+        let runtime = runtime.clone();
+        let message = message.clone();
+        let on_route_change = props.on_route_change.clone();
+        let bump = bump.clone();
+        Callback::from(move |(name, value): (&'static str, ParamValue)| {
+            let mut route = runtime.borrow().route.clone();
+            let Ok(spec) = route.params.spec(name) else {
+                return;
+            };
+            if route.params.set(name, value).is_err() {
+                return;
+            }
+            if spec.liveness == Liveness::Live {
+                let command = LessonCommand::SetParam {
+                    name: name.to_owned(),
+                    value,
+                };
+                let mut runtime = runtime.borrow_mut();
+                match runtime.apply(&command) {
+                    Ok(()) => {
+                        // The run keeps going; only the address changes.
+                        runtime.route = route.clone();
+                        message.set(None);
+                    }
+                    Err(problem) => {
+                        message.set(Some(problem.to_string()));
+                        return;
+                    }
+                }
+            }
+            on_route_change.emit(route);
+            bump();
+        })
+    };
+    let on_inject = {
+        let runtime = runtime.clone();
+        let message = message.clone();
+        let bump = bump.clone();
+        Callback::from(move |id: &'static str| {
+            let result = runtime
+                .borrow_mut()
+                .apply(&LessonCommand::Inject(id.to_owned()));
+            message.set(result.err().map(|problem| problem.to_string()));
+            bump();
+        })
+    };
+    let on_home = props.on_home.reform(|event: MouseEvent| {
+        event.prevent_default();
+    });
+
+    let runtime_ref = runtime.borrow();
+    let run = runtime_ref.run.as_ref();
+    let now = run.now();
+    let log = run.log().entries();
+    let topology = run.topology().clone();
+    let latest_events: Vec<String> = log
+        .iter()
+        .rev()
+        .take(5)
+        .map(|event| describe_event(&topology, event))
+        .collect();
+    // The live region announces only what is new since it last spoke.
+    let announcement = {
+        let mut heard = heard.borrow_mut();
+        let fresh = log.len().saturating_sub(*heard);
+        *heard = log.len();
+        if fresh > 0 {
+            latest_events
+                .iter()
+                .take(fresh.min(3))
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            String::new()
+        }
+    };
+    let status = describe_state(run, &runtime_ref.snapshot);
+    let charts = chart_data(run.metrics(), now);
+    let summary = run.summary();
+    let notice = (*message)
+        .clone()
+        .map(|text| html! { <p class="notice" role="alert">{ text }</p> });
+    let events_list = latest_events
+        .iter()
+        .map(|line| html! { <li>{ line.clone() }</li> });
+
+    html! {
+        <main id="app-root" class="lesson-page" data-lesson={spec.id}>
+            <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a></nav>
+            <h1>{ spec.title }</h1>
+            <p class="lesson-summary">{ spec.summary }</p>
+            { notice }
+            <Transport
+                playing={*playing}
+                fast_forwarding={*fast_forwarding}
+                speed={*speed}
+                time={now.as_secs_f64()}
+                horizon={runtime_ref.horizon.as_secs_f64()}
+                seed={runtime_ref.route.seed.0}
+                {on_toggle} {on_step} {on_reset} {on_run_to_end} {on_speed} {on_seed}
+            />
+            <div class="lesson-layout">
+                <section class="stage" aria-label="Simulation">
+                    <TopologyView topology={topology.clone()} snapshot={runtime_ref.snapshot.clone()} />
+                    <p class="status" data-testid="status">
+                        { format!("t = {:.1} s. {status}", now.as_secs_f64()) }
+                    </p>
+                    <p class="live" aria-live="polite" aria-atomic="true">{ announcement }</p>
+                    <dl class="figures">
+                        <div><dt>{ "Completed" }</dt><dd data-figure="completed">{ summary.completed }</dd></div>
+                        <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean">{ format!("{:.2} s", summary.wait_mean) }</dd></div>
+                        <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99">{ format!("{:.2} s", summary.latency_p99) }</dd></div>
+                        <div><dt>{ "Rejected" }</dt><dd data-figure="rejected">{ summary.rejected }</dd></div>
+                        <div><dt>{ "Events" }</dt><dd data-figure="events">{ run.events_processed() }</dd></div>
+                    </dl>
+                    <Charts {charts} />
+                </section>
+                <aside class="controls">
+                    <ParamControls params={runtime_ref.route.params.clone()} on_change={on_param} />
+                    <Injections injections={spec.injections} {on_inject} />
+                    <section class="event-log" aria-label="Recent events">
+                        <h3>{ "Recent events" }</h3>
+                        <ul>{ for events_list }</ul>
+                    </section>
+                </aside>
+            </div>
+        </main>
+    }
+}
