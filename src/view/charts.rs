@@ -4,6 +4,7 @@
 
 use yew::prelude::*;
 
+use crate::sim::histogram::{LatencyHistogram, COMPACT};
 use crate::sim::metrics::RunMetrics;
 use crate::sim::time::SimTime;
 
@@ -33,30 +34,61 @@ fn gauge_title(name: &str) -> String {
     }
 }
 
+/// Most points a chart draws; finer series points are combined into display buckets.
+const DISPLAY_POINTS: usize = 60;
+/// Shortest display bucket, in seconds: shorter ones make counts too spiky to read.
+const SHORTEST_DISPLAY_BUCKET: f64 = 1.0;
+
 /// The standard charts for a run at `now`.
 pub fn chart_data(metrics: &RunMetrics, now: SimTime) -> Vec<ChartData> {
     let series = metrics.series();
     let width = series.bucket_width().as_secs_f64();
     let points = series.points();
-    // The open point covers only the time elapsed in it.
-    let span = |start: f64| (now.as_secs_f64() - start).clamp(1e-9, width);
-    let mut throughput = Vec::with_capacity(points.len());
-    let mut errors = Vec::with_capacity(points.len());
+    let now_seconds = now.as_secs_f64();
+    let per_bucket = points
+        .len()
+        .div_ceil(DISPLAY_POINTS)
+        .max((SHORTEST_DISPLAY_BUCKET / width).ceil() as usize)
+        .max(1);
+    let mut throughput = Vec::new();
+    let mut errors = Vec::new();
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
-    for point in points {
-        let start = point.start.as_secs_f64();
-        let seconds = span(start);
+    let gauge_count = metrics.gauge_names().len();
+    let mut gauges: Vec<Vec<(f64, f64)>> = vec![Vec::new(); gauge_count];
+    for (bucket, chunk) in points.chunks(per_bucket).enumerate() {
+        let start = chunk[0].start.as_secs_f64();
+        // The last bucket covers only the time elapsed in it.
+        let seconds = (now_seconds - start).clamp(1e-9, width * chunk.len() as f64);
         let middle = start + seconds / 2.0;
-        let counts = point.counts;
-        throughput.push((middle, counts.completed as f64 / seconds));
-        errors.push((
-            middle,
-            (counts.failed + counts.rejected + counts.dropped) as f64 / seconds,
-        ));
-        if point.latency.count() > 0 {
-            p50.push((middle, point.latency.quantile_secs(0.5)));
-            p99.push((middle, point.latency.quantile_secs(0.99)));
+        let mut completed = 0;
+        let mut lost = 0;
+        let mut latency = LatencyHistogram::new(COMPACT);
+        for point in chunk {
+            completed += point.counts.completed;
+            lost += point.counts.failed + point.counts.rejected + point.counts.dropped;
+            latency.merge(&point.latency);
+        }
+        throughput.push((middle, completed as f64 / seconds));
+        errors.push((middle, lost as f64 / seconds));
+        if latency.count() > 0 {
+            p50.push((middle, latency.quantile_secs(0.5)));
+            p99.push((middle, latency.quantile_secs(0.99)));
+        }
+        for (gauge, line) in gauges.iter_mut().enumerate() {
+            let first = bucket * per_bucket;
+            let mut weighted = 0.0;
+            let mut total = 0.0;
+            for (offset, point) in chunk.iter().enumerate() {
+                let index = first + offset;
+                let point_start = point.start.as_secs_f64();
+                let span = (now_seconds - point_start).clamp(0.0, width);
+                weighted += series.gauge_mean(index, gauge, now) * span;
+                total += span;
+            }
+            if total > 0.0 {
+                line.push((middle, weighted / total));
+            }
         }
     }
     let mut charts = vec![
@@ -95,16 +127,7 @@ pub fn chart_data(metrics: &RunMetrics, now: SimTime) -> Vec<ChartData> {
             ],
         },
     ];
-    for (gauge, name) in metrics.gauge_names().iter().enumerate() {
-        let values = (0..points.len())
-            .map(|index| {
-                let start = points[index].start.as_secs_f64();
-                (
-                    start + span(start) / 2.0,
-                    series.gauge_mean(index, gauge, now),
-                )
-            })
-            .collect();
+    for (name, values) in metrics.gauge_names().iter().zip(gauges) {
         charts.push(ChartData {
             key: (*name).to_owned(),
             title: gauge_title(name),

@@ -48,6 +48,23 @@ pub fn param_controls(props: &ParamControlsProps) -> Html {
     }
 }
 
+/// Slider positions of a logarithmic slider.
+const LOG_STEPS: f64 = 1000.0;
+
+/// `Some(max / min)` when the range spans two decades or more (and starts above zero).
+fn log_scale(min: f64, max: f64) -> Option<f64> {
+    (min > 0.0 && max / min >= 100.0).then_some(max / min)
+}
+
+/// `value` written with three significant figures ("0.0123", "4.56", "789").
+fn three_figures(value: f64) -> String {
+    if value <= 0.0 {
+        return "0".to_owned();
+    }
+    let decimals = (2.0 - libm::floor(libm::log10(value))).max(0.0) as usize;
+    format!("{value:.decimals$}")
+}
+
 fn input_text(event: Event) -> String {
     let input: web_sys::HtmlInputElement = event.target_unchecked_into();
     if input.type_() == "checkbox" {
@@ -72,14 +89,41 @@ fn control(
     let widget = match spec.kind {
         ParamKind::Number { min, max, step, .. } => {
             let current = value.to_string();
-            html! {
-                <span class="number-control">
+            // Wide ranges (0.01 to 1000) get a logarithmic slider so every decade is
+            // reachable; the number box stays exact.
+            let slider = match log_scale(min, max) {
+                Some(ratio) => {
+                    let number = if let ParamValue::Number(v) = value {
+                        v
+                    } else {
+                        min
+                    };
+                    let position = (libm::log(number / min) / libm::log(ratio) * LOG_STEPS).round();
+                    let on_slide = on_text.reform(move |event: Event| {
+                        let input: web_sys::HtmlInputElement = event.target_unchecked_into();
+                        let position: f64 = input.value().parse().unwrap_or(0.0);
+                        three_figures(min * libm::pow(ratio, position / LOG_STEPS))
+                    });
+                    html! {
+                        <input type="range" min="0" max={LOG_STEPS.to_string()} step="1"
+                            value={position.to_string()} onchange={on_slide}
+                            aria-valuetext={format!("{current} {}", spec.unit)}
+                            aria-labelledby={id.clone()} aria-describedby={help_id.clone()} />
+                    }
+                }
+                None => html! {
                     <input type="range" min={min.to_string()} max={max.to_string()} step={step.to_string()}
                         value={current.clone()} onchange={on_input_change.clone()}
                         aria-labelledby={id.clone()} aria-describedby={help_id.clone()} />
+                },
+            };
+            html! {
+                <span class="number-control">
+                    { slider }
                     <input type="number" id={format!("{id}-input")} min={min.to_string()} max={max.to_string()}
                         step="any" value={current} onchange={on_input_change}
                         aria-labelledby={id.clone()} aria-describedby={help_id.clone()} />
+                    { unit.clone() }
                 </span>
             }
         }
@@ -93,6 +137,7 @@ fn control(
                     <input type="number" id={format!("{id}-input")} min={min.to_string()} max={max.to_string()}
                         step="1" value={current} onchange={on_input_change}
                         aria-labelledby={id.clone()} aria-describedby={help_id.clone()} />
+                    { unit.clone() }
                 </span>
             }
         }
@@ -123,7 +168,6 @@ fn control(
         <div class="param" data-param={spec.name}>
             <label id={id.clone()} for={format!("{id}-input")}>{ spec.label }{ restart_note }</label>
             { widget }
-            { unit }
             <p class="param-help" id={help_id}>{ spec.help }</p>
             { error_view }
         </div>
