@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::lessons::params::{ParamKind, ParamValues, Seed};
 use crate::lessons::{self, LessonSpec};
 use crate::sim::metrics::RunSummary;
+use crate::sim::snapshot::Figure;
 use crate::sim::time::SimTime;
 
 /// The longest run the runner accepts, in simulated seconds (about 31 years).
@@ -206,6 +207,22 @@ struct RunReport<'a> {
     events: u64,
     #[serde(flatten)]
     summary: &'a RunSummary,
+    /// Lesson-specific figures (cost, dead letters...), by key.
+    figures: FigureMap,
+}
+
+/// Lesson figures as a JSON object `{key: value}` in display order.
+struct FigureMap(Vec<Figure>);
+
+impl Serialize for FigureMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for figure in &self.0 {
+            map.serialize_entry(figure.key, &figure.value)?;
+        }
+        map.end()
+    }
 }
 
 fn run(request: &RunRequest) -> Result<String, String> {
@@ -221,6 +238,7 @@ fn run(request: &RunRequest) -> Result<String, String> {
             params: &request.params,
             events: run.events_processed(),
             summary: &summary,
+            figures: FigureMap(run.extra_figures()),
         };
         let mut text = serde_json::to_string(&report).map_err(|error| error.to_string())?;
         text.push('\n');

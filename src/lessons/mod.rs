@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing under `lessons/` imports a web crate; the view reaches
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
+pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;
 pub mod run;
@@ -80,7 +81,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 1] = [queueing_basics::SPEC];
+    static CATALOG: [LessonSpec; 2] = [queueing_basics::SPEC, load_leveling::SPEC];
     &CATALOG
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::sim::metrics::{RunMetrics, RunSummary};
 use crate::sim::scheduler::{ChunkOutcome, Model, Scheduler, Simulation};
-use crate::sim::snapshot::{EventLog, Snapshot};
+use crate::sim::snapshot::{EventLog, Figure, Snapshot};
 use crate::sim::time::SimTime;
 use crate::sim::topology::Topology;
 
@@ -95,6 +95,9 @@ pub trait LessonRun {
     /// Applies a command at the current time.
     fn apply(&mut self, command: &LessonCommand) -> Result<(), CommandError>;
 
+    /// Lesson-specific figures (cost, duplicates, dead letters...), in display order.
+    fn extra_figures(&self) -> Vec<Figure>;
+
     /// The run's figures as the runner prints them.
     fn summary(&self) -> RunSummary {
         self.metrics().summary(self.now())
@@ -137,6 +140,10 @@ pub trait LessonModel: Model {
     fn metrics(&self) -> &RunMetrics;
     fn log(&self) -> &EventLog;
     fn live_requests(&self) -> u64;
+    /// Lesson-specific figures; none by default.
+    fn extra_figures(&self, _now: SimTime) -> Vec<Figure> {
+        Vec::new()
+    }
     fn apply(
         &mut self,
         command: &LessonCommand,
@@ -178,6 +185,9 @@ impl<M: LessonModel> LessonRun for Simulation<M> {
     }
     fn live_requests(&self) -> u64 {
         self.model.live_requests()
+    }
+    fn extra_figures(&self) -> Vec<Figure> {
+        self.model.extra_figures(self.scheduler.now())
     }
     fn apply(&mut self, command: &LessonCommand) -> Result<(), CommandError> {
         self.model.apply(command, &mut self.scheduler)

@@ -26,6 +26,8 @@ pub enum NodeState {
     Open,
     /// A circuit breaker letting trial calls through.
     HalfOpen,
+    /// Not provisioned: a slot a scaling group may fill later (drawn faint).
+    Off,
 }
 
 impl NodeState {
@@ -39,6 +41,7 @@ impl NodeState {
             NodeState::Draining => "draining",
             NodeState::Open => "open",
             NodeState::HalfOpen => "half-open",
+            NodeState::Off => "off",
         }
     }
 }
@@ -111,6 +114,15 @@ impl Snapshot {
             self.tokens.sort_unstable_by_key(|token| token.id);
         }
     }
+}
+
+/// A lesson-specific figure shown beside the standard counters (cost, duplicates...).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Figure {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
 }
 
 /// Something worth narrating or marking on the timeline.

@@ -38,6 +38,7 @@ fn state_badge(state: NodeState) -> (&'static str, &'static str) {
         NodeState::Draining => ("↓", "draining"),
         NodeState::Open => ("⊘", "open circuit"),
         NodeState::HalfOpen => ("◐", "half-open"),
+        NodeState::Off => ("○", "off"),
     }
 }
 
