@@ -296,12 +296,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<LoadLevelingMo
     }
     let mut worker_edges = Vec::new();
     let mut workers = Vec::new();
-    let columns = max_workers.div_ceil(8).max(1);
-    let rows = max_workers.min(8);
+    // Up to six workers per column, columns left to right.
+    let columns = max_workers.div_ceil(6).max(1);
+    let rows = max_workers.min(6);
     for index in 0..max_workers {
-        let column = index / 8;
-        let row = index % 8;
-        let x = 0.6 + column as f32 * (0.22 / columns as f32);
+        let column = index / 6;
+        let row = index % 6;
+        let x = 0.6 + column as f32 * (0.26 / columns as f32);
         let y = (row as f32 + 0.5) / rows as f32;
         let node = topology.add_node(
             &format!("worker-{}", index + 1),

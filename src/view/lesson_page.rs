@@ -300,6 +300,18 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
     let events_list = latest_events
         .iter()
         .map(|line| html! { <li>{ line.clone() }</li> });
+    let extra_figures = run.extra_figures().into_iter().map(|figure| {
+        let value = if figure.unit == "$" {
+            format!("${:.2}", figure.value)
+        } else if figure.value.fract() == 0.0 && figure.unit.is_empty() {
+            format!("{}", figure.value)
+        } else {
+            format!("{:.2} {}", figure.value, figure.unit)
+        };
+        html! {
+            <div><dt>{ figure.label }</dt><dd data-figure={figure.key}>{ value }</dd></div>
+        }
+    });
 
     html! {
         <main id="app-root" class="lesson-page" data-lesson={spec.id}>
@@ -328,6 +340,9 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                         <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean">{ format!("{:.2} s", summary.wait_mean) }</dd></div>
                         <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99">{ format!("{:.2} s", summary.latency_p99) }</dd></div>
                         <div><dt>{ "Rejected" }</dt><dd data-figure="rejected">{ summary.rejected }</dd></div>
+                        <div><dt>{ "Failed" }</dt><dd data-figure="failed">{ summary.failed }</dd></div>
+                        <div><dt>{ "Duplicated" }</dt><dd data-figure="duplicated">{ summary.duplicated }</dd></div>
+                        { for extra_figures }
                         <div><dt>{ "Events" }</dt><dd data-figure="events">{ run.events_processed() }</dd></div>
                     </dl>
                     <Charts {charts} />

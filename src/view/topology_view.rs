@@ -62,6 +62,22 @@ pub fn topology_view(props: &TopologyViewProps) -> Html {
         }
     });
 
+    // Many servers share the height: draw them smaller so they never overlap.
+    let servers = topology
+        .nodes
+        .iter()
+        .filter(|node| {
+            !matches!(
+                node.kind,
+                NodeKind::Source | NodeKind::Sink | NodeKind::Queue
+            )
+        })
+        .count();
+    let box_size = if servers > 6 {
+        (92.0, 40.0)
+    } else {
+        (120.0, 52.0)
+    };
     let nodes = topology.nodes.iter().enumerate().map(|(index, node)| {
         let view = view_of(index).cloned().unwrap_or(NodeView {
             node: crate::sim::topology::NodeId(index as u16),
@@ -70,7 +86,7 @@ pub fn topology_view(props: &TopologyViewProps) -> Html {
             capacity: 0,
             queued: 0,
         });
-        draw_node(node, &view)
+        draw_node(node, &view, box_size)
     });
 
     let mut queued: Vec<&TokenView> = snapshot
@@ -102,7 +118,16 @@ pub fn topology_view(props: &TopologyViewProps) -> Html {
                 let (cx, cy) = centre(topology.node(node));
                 (cx + QUEUE_WIDTH / 2.0 - 12.0 - position as f64 * TOKEN_GAP, cy)
             }
-            Place::InService { node, .. } => centre(topology.node(node)),
+            Place::InService { node, .. } => {
+                let spec = topology.node(node);
+                let (cx, cy) = centre(spec);
+                if matches!(spec.kind, NodeKind::Source | NodeKind::Sink | NodeKind::Queue) {
+                    (cx, cy)
+                } else {
+                    // Right end of the box, clear of its two lines of text.
+                    (cx + box_size.0 / 2.0 - 12.0, cy)
+                }
+            }
             Place::OnEdge { edge, depart, arrive } => {
                 let spec = topology.edge(edge);
                 let (x1, y1) = centre(topology.node(spec.from));
@@ -133,7 +158,7 @@ pub fn topology_view(props: &TopologyViewProps) -> Html {
     }
 }
 
-fn draw_node(node: &NodeSpec, view: &NodeView) -> Html {
+fn draw_node(node: &NodeSpec, view: &NodeView, box_size: (f64, f64)) -> Html {
     let (x, y) = centre(node);
     let (icon, word) = state_badge(view.state);
     let class = format!("node node-{:?} state-{}", node.kind, view.state.as_str()).to_lowercase();
@@ -164,31 +189,31 @@ fn draw_node(node: &NodeSpec, view: &NodeView) -> Html {
                 </>
             }
         }
-        _ => html! {
-            <>
-                <rect class="shape" x={(x - 55.0).to_string()} y={(y - 26.0).to_string()} width="110" height="52" rx="10" />
-                <text class="state-icon" x={(x + 40.0).to_string()} y={(y - 8.0).to_string()} text-anchor="middle">{ icon }</text>
-            </>
-        },
-    };
-    let state_text = (!matches!(node.kind, NodeKind::Source | NodeKind::Sink | NodeKind::Queue))
-        .then(|| {
-            let busy = if view.capacity > 0 {
-                format!(" · {}/{} busy", view.busy, view.capacity)
+        _ => {
+            let (width, height) = box_size;
+            let busy = if view.capacity > 0 || view.busy > 0 {
+                format!(" · {}/{}", view.busy, view.capacity.max(view.busy))
             } else {
                 String::new()
             };
-            html! {
-                <text class="state-text" x={x.to_string()} y={(label_y + 16.0).to_string()} text-anchor="middle">
-                    { format!("{word}{busy}") }
-                </text>
-            }
-        });
+            return html! {
+                <g class={class} data-node={node.key.clone()} data-state={view.state.as_str()}>
+                    <rect class="shape" x={(x - width / 2.0).to_string()} y={(y - height / 2.0).to_string()}
+                        width={width.to_string()} height={height.to_string()} rx="8" />
+                    <text class="label inside" x={(x - width / 2.0 + 8.0).to_string()} y={(y - 3.0).to_string()}>
+                        { node.label.clone() }
+                    </text>
+                    <text class="state-text inside" x={(x - width / 2.0 + 8.0).to_string()} y={(y + 13.0).to_string()}>
+                        { format!("{icon} {word}{busy}") }
+                    </text>
+                </g>
+            };
+        }
+    };
     html! {
         <g class={class} data-node={node.key.clone()} data-state={view.state.as_str()}>
             { body }
             <text class="label" x={x.to_string()} y={label_y.to_string()} text-anchor="middle">{ node.label.clone() }</text>
-            { state_text }
         </g>
     }
 }
