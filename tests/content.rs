@@ -146,8 +146,13 @@ fn predictions_are_graded_by_the_simulation_and_land_in_exactly_one_option() {
                     .unwrap()
                     .correct
             );
+            checked += 1;
         }
     }
+    assert!(
+        checked >= lessons::catalog().len(),
+        "one prediction per lesson at least"
+    );
 }
 
 #[test]
