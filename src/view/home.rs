@@ -3,12 +3,30 @@
 
 use yew::prelude::*;
 
+use crate::learning::content;
+use crate::learning::progress::{LessonStatus, Progress};
 use crate::lessons::{self, LessonGroup};
 use crate::route::{LessonRoute, Route};
 
 #[derive(Properties, PartialEq)]
 pub struct HomeProps {
     pub on_navigate: Callback<Route>,
+    pub progress: Progress,
+}
+
+/// The lesson's status in words (never colour alone).
+fn status_text(progress: &Progress, lesson: &str) -> String {
+    let Some(content) = content::for_lesson(lesson) else {
+        return String::new();
+    };
+    let ids = content.questions.iter().map(|q| q.id.as_str());
+    match progress.status(lesson, ids) {
+        LessonStatus::NotStarted => "Not started".to_owned(),
+        LessonStatus::InProgress { correct, total } => {
+            format!("In progress: {correct} of {total} correct")
+        }
+        LessonStatus::Mastered => "✓ Mastered".to_owned(),
+    }
 }
 
 const GROUPS: [(LessonGroup, &str); 5] = [
@@ -47,6 +65,7 @@ pub fn home(props: &HomeProps) -> Html {
                     <a class="lesson-title" {href} {onclick}>{ lesson.title }</a>
                     <code class="lesson-id">{ lesson.id }</code>
                     <p class="lesson-summary">{ lesson.summary }</p>
+                    <p class="lesson-status" data-testid="lesson-status">{ status_text(&props.progress, lesson.id) }</p>
                 </li>
             }
         });

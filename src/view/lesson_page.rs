@@ -8,14 +8,18 @@ use std::rc::Rc;
 use gloo::render::{request_animation_frame, AnimationFrame};
 use yew::prelude::*;
 
-use crate::lessons::params::{Liveness, ParamValue, Seed};
+use crate::learning::content;
+use crate::learning::progress::Progress;
+use crate::lessons::params::{Liveness, ParamValue, ParamValues, Seed};
 use crate::lessons::run::LessonCommand;
 use crate::route::LessonRoute;
 
 use super::charts::{chart_data, Charts};
 use super::injections::Injections;
 use super::narration::{describe_event, describe_state};
+use super::narrative::Narrative;
 use super::param_controls::ParamControls;
+use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
 use super::topology_view::TopologyView;
 use super::transport::Transport;
@@ -30,6 +34,9 @@ pub struct LessonPageProps {
     /// The page changed its own route (parameter, seed): update the address.
     pub on_route_change: Callback<LessonRoute>,
     pub on_home: Callback<()>,
+    pub progress: Progress,
+    /// (lesson id, question id, correct)
+    pub on_answer: Callback<(String, String, bool)>,
 }
 
 #[function_component(LessonPage)]
@@ -259,6 +266,51 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             bump();
         })
     };
+    let lesson_content = content::for_lesson(spec.id);
+    let on_try = {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let message = message.clone();
+        let on_route_change = props.on_route_change.clone();
+        let heard = heard.clone();
+        let bump = bump.clone();
+        Callback::from(move |index: usize| {
+            let Some(step) = lesson_content.and_then(|c| c.try_this.get(index)) else {
+                return;
+            };
+            let mut route = runtime.borrow().route.clone();
+            match ParamValues::from_assignments(spec.params, step.set.iter().map(String::as_str)) {
+                Ok(params) => route.params = params,
+                Err(problem) => {
+                    message.set(Some(problem.to_string()));
+                    return;
+                }
+            }
+            let mut fresh = LessonRuntime::new(&route);
+            if let Some(injection) = &step.inject {
+                if let Err(problem) = fresh.apply(&LessonCommand::Inject(injection.clone())) {
+                    message.set(Some(problem.to_string()));
+                }
+            }
+            *runtime.borrow_mut() = fresh;
+            *heard.borrow_mut() = 0;
+            on_route_change.emit(route);
+            playing.set(step.inject.is_some());
+            bump();
+        })
+    };
+    let quiz = lesson_content.map(|content| {
+        let records = content
+            .questions
+            .iter()
+            .map(|question| props.progress.answer(spec.id, &question.id))
+            .collect::<Vec<_>>();
+        let on_answer = props
+            .on_answer
+            .reform(move |(question, correct): (String, bool)| (spec.id.to_owned(), question, correct));
+        html! { <Quiz lesson={spec.id} questions={content.questions.as_slice()} {records} {on_answer} /> }
+    });
+    let narrative = lesson_content.map(|content| html! { <Narrative {content} {on_try} /> });
     let on_home = props.on_home.reform(|event: MouseEvent| {
         event.prevent_default();
     });
@@ -355,6 +407,10 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                         <ul>{ for events_list }</ul>
                     </section>
                 </aside>
+            </div>
+            <div class="learning">
+                { narrative }
+                { quiz }
             </div>
         </main>
     }

@@ -7,9 +7,12 @@ mod home;
 mod injections;
 mod lesson_page;
 mod narration;
+mod narrative;
 mod panic_banner;
 mod param_controls;
+mod quiz;
 mod runtime;
+mod storage;
 mod topology_view;
 mod transport;
 mod url;
@@ -24,8 +27,23 @@ use lesson_page::LessonPage;
 #[function_component(App)]
 pub fn app() -> Html {
     let initial = use_memo((), |_| url::current_route());
+    let stored = use_memo((), |_| storage::load());
     let route = use_state(|| initial.route.clone());
-    let notices = use_state(|| initial.notices.clone());
+    let notices = use_state(|| {
+        let mut notices = initial.notices.clone();
+        notices.extend(stored.1.clone());
+        notices
+    });
+    let progress = use_state(|| stored.0.clone());
+    let on_answer = {
+        let progress = progress.clone();
+        Callback::from(move |(lesson, question, correct): (String, String, bool)| {
+            let mut next = (*progress).clone();
+            next.record(&lesson, &question, correct);
+            storage::save(&next);
+            progress.set(next);
+        })
+    };
 
     // Back/forward buttons: re-read the address.
     {
@@ -73,7 +91,9 @@ pub fn app() -> Html {
     });
 
     let page = match &*route {
-        Route::Home => html! { <Home on_navigate={on_navigate.clone()} /> },
+        Route::Home => {
+            html! { <Home on_navigate={on_navigate.clone()} progress={(*progress).clone()} /> }
+        }
         Route::Lesson(lesson) => {
             let on_route_change = {
                 let route = route.clone();
@@ -84,7 +104,10 @@ pub fn app() -> Html {
                 })
             };
             let on_home = on_navigate.reform(|_| Route::Home);
-            html! { <LessonPage route={lesson.clone()} {on_route_change} {on_home} /> }
+            html! {
+                <LessonPage route={lesson.clone()} {on_route_change} {on_home}
+                    progress={(*progress).clone()} on_answer={on_answer.clone()} />
+            }
         }
     };
     html! {
