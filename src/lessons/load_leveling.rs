@@ -44,6 +44,7 @@ pub const SPEC: LessonSpec = LessonSpec {
     injections: INJECTIONS,
     default_duration: SimDuration::from_secs(900),
     build,
+    compare: Some("coupling"),
 };
 
 const fn number(

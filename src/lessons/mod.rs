@@ -61,6 +61,9 @@ pub struct LessonSpec {
     pub default_duration: SimDuration,
     /// Builds a fresh run at time zero.
     pub build: fn(&ParamValues, Seed) -> Box<dyn LessonRun>,
+    /// A choice parameter whose values the lesson compares side by side on one seed
+    /// (e.g. `coupling`: queue vs direct), if it is a comparison lesson.
+    pub compare: Option<&'static str>,
 }
 
 impl LessonSpec {

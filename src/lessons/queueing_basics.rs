@@ -35,6 +35,7 @@ pub const SPEC: LessonSpec = LessonSpec {
     injections: INJECTIONS,
     default_duration: SimDuration::from_secs(3600),
     build,
+    compare: None,
 };
 
 const SERVICE_DISTRIBUTIONS: &[&str] = &["exponential", "deterministic", "lognormal"];

@@ -56,7 +56,8 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let playing = playing.clone();
         use_effect_with(props.route.clone(), move |route| {
             if runtime.borrow().route != *route {
-                *runtime.borrow_mut() = LessonRuntime::new(route);
+                let comparing = runtime.borrow().partner.is_some();
+                *runtime.borrow_mut() = LessonRuntime::rebuilt(route, comparing);
                 playing.set(false);
                 frame.set(*frame + 1);
             }
@@ -186,7 +187,8 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let bump = bump.clone();
         Callback::from(move |_| {
             let route = runtime.borrow().route.clone();
-            *runtime.borrow_mut() = LessonRuntime::new(&route);
+            let comparing = runtime.borrow().partner.is_some();
+            *runtime.borrow_mut() = LessonRuntime::rebuilt(&route, comparing);
             *heard.borrow_mut() = 0;
             playing.set(false);
             fast_forwarding.set(false);
@@ -266,6 +268,19 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             bump();
         })
     };
+    let on_compare = {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let heard = heard.clone();
+        let bump = bump.clone();
+        Callback::from(move |_: MouseEvent| {
+            let comparing = runtime.borrow().partner.is_some();
+            runtime.borrow_mut().set_comparing(!comparing);
+            *heard.borrow_mut() = 0;
+            playing.set(false);
+            bump();
+        })
+    };
     let lesson_content = content::for_lesson(spec.id);
     let on_try = {
         let runtime = runtime.clone();
@@ -286,7 +301,8 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                     return;
                 }
             }
-            let mut fresh = LessonRuntime::new(&route);
+            let comparing = runtime.borrow().partner.is_some();
+            let mut fresh = LessonRuntime::rebuilt(&route, comparing);
             if let Some(injection) = &step.inject {
                 if let Err(problem) = fresh.apply(&LessonCommand::Inject(injection.clone())) {
                     message.set(Some(problem.to_string()));
@@ -365,6 +381,61 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         }
     });
 
+    let compare_toggle = spec.compare.map(|name| {
+        let comparing = runtime_ref.partner.is_some();
+        let label = if comparing {
+            "Show one variant".to_owned()
+        } else {
+            format!("Compare side by side ({})", name.replace('_', " "))
+        };
+        html! {
+            <button type="button" class="compare-toggle" aria-pressed={comparing.to_string()} onclick={on_compare}>
+                { label }
+            </button>
+        }
+    });
+    let main_view = match &runtime_ref.partner {
+        None => {
+            html! { <TopologyView topology={topology.clone()} snapshot={runtime_ref.snapshot.clone()} /> }
+        }
+        Some(partner) => {
+            let compared = spec.compare.unwrap_or_default();
+            let side = |label: String,
+                        run: &dyn crate::lessons::run::LessonRun,
+                        snapshot: &crate::sim::snapshot::Snapshot| {
+                let summary = run.summary();
+                let rows = [
+                    ("Completed", summary.completed.to_string()),
+                    ("Failed", summary.failed.to_string()),
+                    ("p99 latency", format!("{:.2} s", summary.latency_p99)),
+                ]
+                .into_iter()
+                .chain(
+                    run.extra_figures()
+                        .into_iter()
+                        .take(1)
+                        .map(|f| (f.label, format!("{:.2} {}", f.value, f.unit))),
+                );
+                html! {
+                    <figure class="variant" data-variant={label.clone()}>
+                        <figcaption><strong>{ label }</strong></figcaption>
+                        <TopologyView topology={run.topology().clone()} snapshot={snapshot.clone()} />
+                        <dl class="figures compact">
+                            { for rows.map(|(name, value)| html! { <div><dt>{ name }</dt><dd>{ value }</dd></div> }) }
+                        </dl>
+                    </figure>
+                }
+            };
+            let current = runtime_ref.route.params.get(compared).to_string();
+            html! {
+                <div class="comparison" aria-label="Side-by-side comparison on the same seed">
+                    { side(format!("{compared} = {current}"), run, &runtime_ref.snapshot) }
+                    { side(format!("{compared} = {}", partner.label), partner.run.as_ref(), &partner.snapshot) }
+                </div>
+            }
+        }
+    };
+
     html! {
         <main id="app-root" class="lesson-page" data-lesson={spec.id}>
             <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a></nav>
@@ -382,7 +453,8 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             />
             <div class="lesson-layout">
                 <section class="stage" aria-label="Simulation">
-                    <TopologyView topology={topology.clone()} snapshot={runtime_ref.snapshot.clone()} />
+                    { compare_toggle }
+                    { main_view }
                     <p class="status" data-testid="status">
                         { format!("t = {:.1} s. {status}", now.as_secs_f64()) }
                     </p>

@@ -2,6 +2,7 @@
 //! and the frame-stepping rules (how far one animation frame advances simulated time,
 //! and how much work one frame may do so the page never freezes).
 
+use crate::lessons::params::{ParamKind, ParamValue};
 use crate::lessons::run::{CommandError, LessonCommand, LessonRun};
 use crate::route::LessonRoute;
 use crate::sim::snapshot::Snapshot;
@@ -26,6 +27,17 @@ pub struct LessonRuntime {
     pub snapshot: Snapshot,
     /// Where "run to end" stops: the lesson's default duration.
     pub horizon: SimTime,
+    /// In a side-by-side comparison: the other variant, same seed, kept at the same
+    /// simulated time and given the same commands.
+    pub partner: Option<Partner>,
+}
+
+/// The other side of a comparison.
+pub struct Partner {
+    /// The compared parameter's value on this side.
+    pub label: &'static str,
+    pub run: Box<dyn LessonRun>,
+    pub snapshot: Snapshot,
 }
 
 impl LessonRuntime {
@@ -37,14 +49,58 @@ impl LessonRuntime {
             run,
             snapshot: Snapshot::default(),
             horizon: SimTime::ZERO + spec.default_duration,
+            partner: None,
         };
         runtime.refresh();
         runtime
     }
 
-    /// Re-reads the snapshot from the model.
+    /// A fresh run of `route`, comparing side by side if `comparing`.
+    pub fn rebuilt(route: &LessonRoute, comparing: bool) -> Self {
+        let mut runtime = LessonRuntime::new(route);
+        if comparing {
+            runtime.set_comparing(true);
+        }
+        runtime
+    }
+
+    /// Starts (or stops) a side-by-side comparison: the partner is the same lesson and
+    /// seed with the lesson's compared parameter set to its next option, from time zero;
+    /// the main run restarts too so both share every arrival.
+    pub fn set_comparing(&mut self, on: bool) {
+        let spec = self.route.spec();
+        let partner = on.then(|| {
+            let name = spec.compare?;
+            let ParamKind::Choice { options, .. } = self.route.params.spec(name).ok()?.kind else {
+                return None;
+            };
+            let current = self.route.params.choice(name);
+            let other = *options.iter().find(|option| **option != current)?;
+            let mut params = self.route.params.clone();
+            params.set(name, ParamValue::Choice(other)).ok()?;
+            Some(Partner {
+                label: other,
+                run: spec.start(&params, self.route.seed),
+                snapshot: Snapshot::default(),
+            })
+        });
+        *self = LessonRuntime {
+            partner: partner.flatten(),
+            ..LessonRuntime::new(&self.route)
+        };
+        self.refresh();
+    }
+
+    /// Re-reads the snapshots from the models, keeping the partner at the same time.
     pub fn refresh(&mut self) {
         self.run.snapshot_into(&mut self.snapshot, TOKEN_LIMIT);
+        let now = self.run.now();
+        if let Some(partner) = &mut self.partner {
+            partner.run.run_until(now);
+            partner
+                .run
+                .snapshot_into(&mut partner.snapshot, TOKEN_LIMIT);
+        }
     }
 
     /// Advances by one frame of `real_seconds` at `speed`.
@@ -70,8 +126,14 @@ impl LessonRuntime {
         self.refresh();
     }
 
+    /// Applies a command to the run and, in a comparison, to the partner at the same
+    /// simulated time (its own refusal, if any, is the same as the main run's).
     pub fn apply(&mut self, command: &LessonCommand) -> Result<(), CommandError> {
         let result = self.run.apply(command);
+        if let Some(partner) = &mut self.partner {
+            partner.run.run_until(self.run.now());
+            let _ = partner.run.apply(command);
+        }
         self.refresh();
         result
     }

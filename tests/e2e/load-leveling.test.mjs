@@ -65,3 +65,28 @@ test('a crashed worker shows as down, then its replacement starts', async () => 
   await screenshot(page, 'load-leveling-crash');
   assert.deepEqual(page.problems, []);
 });
+
+test('side by side: both variants run on the same seed and diverge only in failures', async () => {
+  const page = await openPage(browser);
+  await page.goto(`${site.url}?lesson=queue-load-leveling&seed=4`);
+  await page.waitForSelector('.compare-toggle');
+  await page.click('.compare-toggle');
+  await page.waitForSelector('.comparison [data-variant="coupling = direct"]');
+  await page.click('text=Run to 900 s');
+  await page.waitForFunction(() => /t = 900\.0 s/.test(document.querySelector('.clock').textContent), null, {
+    timeout: 60_000,
+  });
+  const cell = async (variant, name) =>
+    Number(
+      (
+        await page
+          .locator(`[data-variant="${variant}"] dt`, { hasText: name })
+          .locator('xpath=following-sibling::dd')
+          .textContent()
+      ).replace(/[^\d.]/g, ''),
+    );
+  assert.equal(await cell('coupling = queue', 'Failed'), 0);
+  assert.ok((await cell('coupling = direct', 'Failed')) > 300);
+  await screenshot(page, 'load-leveling-side-by-side');
+  assert.deepEqual(page.problems, []);
+});
