@@ -549,3 +549,67 @@ pub fn fraction_that_waited(sim: &Simulation<QueueingModel>) -> f64 {
     }
     1.0 - waits.zero_count() as f64 / waits.count() as f64
 }
+
+/// Utilisation ρ = λ / (c μ) for these parameters.
+pub fn utilisation(params: &ParamValues) -> f64 {
+    params.number("arrival_rate")
+        / (params.integer("servers") as f64 * params.number("service_rate"))
+}
+
+/// The service time's coefficient of variation for these parameters.
+fn service_cv(params: &ParamValues) -> f64 {
+    match params.choice("service_distribution") {
+        "deterministic" => 0.0,
+        "lognormal" => params.number("service_cv"),
+        _ => 1.0,
+    }
+}
+
+/// The theory curve for the chart: (ρ, mean wait ÷ mean service time) for ρ from 0.02 to
+/// 0.98 at these servers and this service distribution. Erlang C for exponential service
+/// (exact), Allen–Cunneen scaling by (1 + cv²)/2 otherwise (exact for one server).
+pub fn theory_curve(params: &ParamValues) -> Vec<(f64, f64)> {
+    let servers = params.integer("servers") as u32;
+    let cv = service_cv(params);
+    (1..=49)
+        .filter_map(|step| {
+            let rho = step as f64 * 0.02;
+            let lambda = rho * servers as f64;
+            let wait = crate::sim::queueing_theory::mgc_wait_approx(servers, lambda, 1.0, cv)?;
+            Some((rho, wait))
+        })
+        .collect()
+}
+
+/// Runs these parameters for about `customers` arrivals and returns the measured point
+/// (ρ, mean wait ÷ mean service time) for the chart.
+pub fn measure_point(params: &ParamValues, seed: Seed, customers: f64) -> (f64, f64) {
+    let mut sim = simulation(params, seed);
+    let until = SimTime::from_secs_f64(customers / params.number("arrival_rate"));
+    sim.run_until(until);
+    let wait = LessonRun::summary(&sim).wait_mean;
+    (utilisation(params), wait * params.number("service_rate"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_points_sit_on_the_theory_curve() {
+        let params =
+            ParamValues::from_assignments(PARAMS, ["arrival_rate=1.4", "servers=2"]).unwrap();
+        let (rho, measured) = measure_point(&params, Seed(3), 200_000.0);
+        assert!((rho - 0.7).abs() < 1e-12);
+        let curve = theory_curve(&params);
+        let (_, expected) = curve
+            .iter()
+            .copied()
+            .find(|(r, _)| (r - 0.7).abs() < 1e-9)
+            .unwrap();
+        assert!(
+            (measured - expected).abs() / expected < 0.05,
+            "measured {measured}, Erlang C {expected}"
+        );
+    }
+}

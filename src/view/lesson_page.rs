@@ -23,6 +23,7 @@ use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
 use super::topology_view::TopologyView;
 use super::transport::Transport;
+use super::utilisation_chart::UtilisationChart;
 
 /// The per-frame callback, shared so each frame can schedule the next; emptied on
 /// cleanup to break the cycle.
@@ -381,6 +382,13 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         }
     });
 
+    // Lesson-specific views beyond the generic ones.
+    let lesson_chart = match spec.id {
+        "queueing-basics" => html! {
+            <UtilisationChart params={runtime_ref.route.params.clone()} seed={runtime_ref.route.seed} />
+        },
+        _ => html! {},
+    };
     let compare_toggle = spec.compare.map(|name| {
         let comparing = runtime_ref.partner.is_some();
         let label = if comparing {
@@ -470,6 +478,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                         <div><dt>{ "Events" }</dt><dd data-figure="events">{ run.events_processed() }</dd></div>
                     </dl>
                     <Charts {charts} />
+                    { lesson_chart }
                 </section>
                 <aside class="controls">
                     <ParamControls params={runtime_ref.route.params.clone()} on_change={on_param} />

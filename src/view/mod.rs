@@ -16,6 +16,7 @@ mod storage;
 mod topology_view;
 mod transport;
 mod url;
+mod utilisation_chart;
 
 use yew::prelude::*;
 

@@ -114,3 +114,19 @@ test('a garbage link falls back to defaults with a visible notice', async () => 
   assert.deepEqual(page.problems, []);
   assert.deepEqual(unknown.problems, []);
 });
+
+test('queueing basics: measured points land on the Erlang C curve', async () => {
+  const page = await openPage(browser);
+  await page.goto(`${site.url}?lesson=queueing-basics&seed=2`);
+  await page.waitForSelector('.utilisation-chart');
+  await page.click('text=Measure 8 utilisations');
+  await page.waitForFunction(() => document.querySelectorAll('.utilisation-chart rect.measured').length === 8);
+  const items = await page.locator('.measured-list li').allTextContents();
+  assert.equal(items.length, 8);
+  // M/M/1 at 50%: mean wait = one service time (theory); allow simulation noise.
+  const half = items.find((text) => text.startsWith('utilisation 50%'));
+  const wait = Number(half.match(/mean wait ([\d.]+)/)[1]);
+  assert.ok(Math.abs(wait - 1) < 0.15, `M/M/1 at 50% waited ${wait} service times`);
+  await page.locator('.utilisation-chart').screenshot({ path: 'tests/e2e/screenshots/utilisation-chart.png' });
+  assert.deepEqual(page.problems, []);
+});
