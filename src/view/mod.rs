@@ -8,7 +8,7 @@ mod injections;
 mod lesson_page;
 mod narration;
 mod narrative;
-mod panic_banner;
+pub mod panic_banner;
 mod param_controls;
 mod quiz;
 mod runtime;

@@ -12,7 +12,8 @@ pub fn install() {
     }));
 }
 
-fn show_banner(message: &str) {
+/// Writes the banner for `message` at the top of the page (also used by tests).
+pub fn show_banner(message: &str) {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
         return;
     };
