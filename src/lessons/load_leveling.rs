@@ -32,7 +32,9 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
-use super::run::{CommandError, LessonCommand, LessonModel, LessonRun};
+use super::run::{
+    accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
+};
 use super::{InjectionSpec, LessonGroup, LessonSpec};
 
 pub const SPEC: LessonSpec = LessonSpec {
@@ -975,12 +977,7 @@ impl LessonModel for LoadLevelingModel {
                         self.schedule_next_arrival(scheduler);
                         scheduler.schedule_in(EXTRA_SPIKE_LENGTH, Event::SpikeEnds);
                     }
-                    _ => {
-                        return Err(CommandError::UnknownInjection {
-                            id: id.clone(),
-                            known: INJECTIONS.iter().map(|i| i.id).collect(),
-                        })
-                    }
+                    _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
                 self.log.push(
                     now,
@@ -991,11 +988,7 @@ impl LessonModel for LoadLevelingModel {
                 Ok(())
             }
             LessonCommand::SetParam { name, value } => {
-                let spec = self.params.spec(name)?;
-                if spec.liveness == Liveness::Restart {
-                    return Err(CommandError::NeedsRestart { name: name.clone() });
-                }
-                self.params.set(name, *value)?;
+                let spec = accept_live_param(&mut self.params, name, *value, now, &mut self.log)?;
                 if matches!(
                     spec.name,
                     "base_rate" | "spike_multiplier" | "spike_start" | "spike_length"
@@ -1003,13 +996,6 @@ impl LessonModel for LoadLevelingModel {
                     self.arrivals.set_shape(traffic(&self.params));
                     self.schedule_next_arrival(scheduler);
                 }
-                self.log.push(
-                    now,
-                    Notable::ParameterChanged {
-                        name: spec.name.to_owned(),
-                        value: value.to_string(),
-                    },
-                );
                 Ok(())
             }
         }

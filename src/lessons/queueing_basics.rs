@@ -22,7 +22,9 @@ use crate::sim::topology::{NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
-use super::run::{CommandError, LessonCommand, LessonModel, LessonRun};
+use super::run::{
+    accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
+};
 use super::{InjectionSpec, LessonGroup, LessonSpec};
 
 /// The catalog entry.
@@ -487,12 +489,7 @@ impl LessonModel for QueueingModel {
                     }
                     "lose-server" => self.lose_server(now)?,
                     "restore-server" => self.restore_server(scheduler)?,
-                    _ => {
-                        return Err(CommandError::UnknownInjection {
-                            id: id.clone(),
-                            known: INJECTIONS.iter().map(|injection| injection.id).collect(),
-                        })
-                    }
+                    _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
                 self.log.push(
                     now,
@@ -503,11 +500,7 @@ impl LessonModel for QueueingModel {
                 Ok(())
             }
             LessonCommand::SetParam { name, value } => {
-                let spec = self.params.spec(name)?;
-                if spec.liveness == Liveness::Restart {
-                    return Err(CommandError::NeedsRestart { name: name.clone() });
-                }
-                self.params.set(name, *value)?;
+                let spec = accept_live_param(&mut self.params, name, *value, now, &mut self.log)?;
                 match spec.name {
                     "arrival_rate" => {
                         self.arrivals
@@ -519,13 +512,6 @@ impl LessonModel for QueueingModel {
                     }
                     _ => self.service = service_time(&self.params),
                 }
-                self.log.push(
-                    now,
-                    Notable::ParameterChanged {
-                        name: spec.name.to_owned(),
-                        value: value.to_string(),
-                    },
-                );
                 Ok(())
             }
         }

@@ -6,11 +6,12 @@ use std::fmt;
 
 use crate::sim::metrics::{RunMetrics, RunSummary};
 use crate::sim::scheduler::{ChunkOutcome, Model, Scheduler, Simulation};
-use crate::sim::snapshot::{EventLog, Figure, Snapshot};
+use crate::sim::snapshot::{EventLog, Figure, Notable, Snapshot};
 use crate::sim::time::SimTime;
 use crate::sim::topology::Topology;
 
-use super::params::{ParamError, ParamValue};
+use super::params::{Liveness, ParamError, ParamSpec, ParamValue, ParamValues};
+use super::InjectionSpec;
 
 /// A change the learner (or a host page, or a scenario) makes to a running lesson.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,4 +199,39 @@ impl<M: LessonModel> LessonRun for Simulation<M> {
 /// equal fingerprints mean bit-identical results (used to compare native and wasm runs).
 pub fn fingerprint(summary: &RunSummary) -> String {
     serde_json::to_string(summary).expect("a summary always serialises")
+}
+
+/// The shared half of every model's `SetParam`: refuses unknown and restart-only
+/// parameters, range-checks the value, stores it in `params` and logs the change. The
+/// model then reacts to the returned parameter.
+pub fn accept_live_param(
+    params: &mut ParamValues,
+    name: &str,
+    value: ParamValue,
+    now: SimTime,
+    log: &mut EventLog,
+) -> Result<&'static ParamSpec, CommandError> {
+    let spec = params.spec(name)?;
+    if spec.liveness == Liveness::Restart {
+        return Err(CommandError::NeedsRestart {
+            name: name.to_owned(),
+        });
+    }
+    params.set(name, value)?;
+    log.push(
+        now,
+        Notable::ParameterChanged {
+            name: spec.name.to_owned(),
+            value: value.to_string(),
+        },
+    );
+    Ok(spec)
+}
+
+/// The refusal for an injection id a lesson does not declare.
+pub fn unknown_injection(id: &str, injections: &[InjectionSpec]) -> CommandError {
+    CommandError::UnknownInjection {
+        id: id.to_owned(),
+        known: injections.iter().map(|injection| injection.id).collect(),
+    }
 }

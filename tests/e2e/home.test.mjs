@@ -2,24 +2,13 @@
 // console stays clean.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launchBrowser, openPage, screenshot } from './support.mjs';
+import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 
-let site;
-let browser;
-
-before(async () => {
-  site = await serveDist();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const suite = useSiteAndBrowser({ before, after });
 
 test('home page renders at a sub-path and lists queueing-basics', async () => {
-  const page = await openPage(browser);
-  await page.goto(site.url);
+  const page = await openPage(suite.browser);
+  await page.goto(suite.site.url);
   await page.waitForSelector('h1');
   assert.equal(await page.textContent('h1'), 'Patterns Playground');
   const lesson = page.locator('[data-lesson="queueing-basics"]');
@@ -30,8 +19,8 @@ test('home page renders at a sub-path and lists queueing-basics', async () => {
 });
 
 test('home page works on a phone-sized screen', async () => {
-  const page = await openPage(browser, { viewport: { width: 360, height: 740 } });
-  await page.goto(site.url);
+  const page = await openPage(suite.browser, { viewport: { width: 360, height: 740 } });
+  await page.goto(suite.site.url);
   await page.waitForSelector('[data-lesson="queueing-basics"]');
   const overflow = await page.evaluate(
     () => document.documentElement.scrollWidth - document.documentElement.clientWidth,

@@ -2,27 +2,16 @@
 // parameter, inject a failure, reload from the link, and survive a garbage link.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launchBrowser, openPage, screenshot } from './support.mjs';
+import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 
-let site;
-let browser;
-
-before(async () => {
-  site = await serveDist();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const suite = useSiteAndBrowser({ before, after });
 
 const clock = async (page) => Number((await page.textContent('.clock')).match(/t = ([\d.]+)/)[1]);
 const figure = async (page, name) => Number(await page.textContent(`[data-figure="${name}"]`));
 
 test('open the lesson from home; it starts paused and plays with Space', async () => {
-  const page = await openPage(browser);
-  await page.goto(site.url);
+  const page = await openPage(suite.browser);
+  await page.goto(suite.site.url);
   await page.click('[data-lesson="queueing-basics"] a');
   await page.waitForSelector('.lesson-page h1');
   assert.match(page.url(), /\?lesson=queueing-basics&seed=1$/);
@@ -49,8 +38,8 @@ test('open the lesson from home; it starts paused and plays with Space', async (
 });
 
 test('losing a server shows on the diagram and in the event log', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics&seed=3&p.servers=3&p.arrival_rate=2.5`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics&seed=3&p.servers=3&p.arrival_rate=2.5`);
   await page.waitForSelector('[data-node="server-3"]');
   await page.selectOption('.speed select', '10');
   await page.click('.play');
@@ -69,8 +58,8 @@ test('losing a server shows on the diagram and in the event log', async () => {
 });
 
 test('a parameter change goes into the link and survives a reload', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics&seed=5`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics&seed=5`);
   await page.waitForSelector('#param-service_distribution-input');
   await page.selectOption('#param-service_distribution-input', 'deterministic');
   await page.waitForFunction(() => location.search.includes('p.service_distribution=deterministic'));
@@ -85,8 +74,8 @@ test('a parameter change goes into the link and survives a reload', async () => 
 });
 
 test('run to end fast-forwards the whole hour without freezing the page', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics&seed=9&p.arrival_rate=50&p.servers=60&p.service_rate=1`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics&seed=9&p.arrival_rate=50&p.servers=60&p.service_rate=1`);
   await page.waitForSelector('.lesson-page');
   await page.click('text=Run to 3600 s');
   await page.waitForFunction(() => /t = 3600\.0 s/.test(document.querySelector('.clock').textContent), null, {
@@ -97,8 +86,8 @@ test('run to end fast-forwards the whole hour without freezing the page', async 
 });
 
 test('a garbage link falls back to defaults with a visible notice', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics&seed=banana&p.servers=9999&p.arrival_rate=fast`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics&seed=banana&p.servers=9999&p.arrival_rate=fast`);
   await page.waitForSelector('.url-notice');
   const notice = await page.textContent('.url-notice');
   assert.match(notice, /seed must be a whole number/);
@@ -106,8 +95,8 @@ test('a garbage link falls back to defaults with a visible notice', async () => 
   assert.match(notice, /arrival_rate' must be a number from 0.01 to 1000/);
   assert.equal(await page.inputValue('#param-servers-input'), '1', 'default servers');
   await screenshot(page, 'lesson-garbage-link');
-  const unknown = await openPage(browser);
-  await unknown.goto(`${site.url}?lesson=no-such-lesson`);
+  const unknown = await openPage(suite.browser);
+  await unknown.goto(`${suite.site.url}?lesson=no-such-lesson`);
   await unknown.waitForSelector('.url-notice');
   assert.match(await unknown.textContent('.url-notice'), /no lesson called 'no-such-lesson'/);
   assert.ok(await unknown.isVisible('[data-lesson="queueing-basics"]'));
@@ -116,8 +105,8 @@ test('a garbage link falls back to defaults with a visible notice', async () => 
 });
 
 test('queueing basics: measured points land on the Erlang C curve', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics&seed=2`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics&seed=2`);
   await page.waitForSelector('.utilisation-chart');
   await page.click('text=Measure 8 utilisations');
   await page.waitForFunction(() => document.querySelectorAll('.utilisation-chart rect.measured').length === 8);

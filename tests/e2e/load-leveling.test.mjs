@@ -3,20 +3,9 @@
 // worker shows as down and is replaced.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launchBrowser, openPage, screenshot } from './support.mjs';
+import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 
-let site;
-let browser;
-
-before(async () => {
-  site = await serveDist();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const suite = useSiteAndBrowser({ before, after });
 
 const figure = async (page, name) => Number((await page.textContent(`[data-figure="${name}"]`)).replace(/[^\d.]/g, ''));
 
@@ -30,15 +19,15 @@ async function runToEnd(page, url) {
 }
 
 test('queue vs direct on the same seed: the queue loses nothing, direct calls time out', async () => {
-  const queue = await openPage(browser);
-  await runToEnd(queue, `${site.url}?lesson=queue-load-leveling&seed=4`);
+  const queue = await openPage(suite.browser);
+  await runToEnd(queue, `${suite.site.url}?lesson=queue-load-leveling&seed=4`);
   assert.equal(await figure(queue, 'failed'), 0);
   assert.ok((await figure(queue, 'completed')) > 1500);
   assert.ok((await figure(queue, 'cost')) > 0);
   await screenshot(queue, 'load-leveling-queue');
 
-  const direct = await openPage(browser);
-  await runToEnd(direct, `${site.url}?lesson=queue-load-leveling&seed=4&p.coupling=direct`);
+  const direct = await openPage(suite.browser);
+  await runToEnd(direct, `${suite.site.url}?lesson=queue-load-leveling&seed=4&p.coupling=direct`);
   assert.ok((await figure(direct, 'failed')) > 300, 'timeouts during the spike');
   assert.ok(await direct.isVisible('[data-node="balancer"]'));
   await screenshot(direct, 'load-leveling-direct');
@@ -47,8 +36,8 @@ test('queue vs direct on the same seed: the queue loses nothing, direct calls ti
 });
 
 test('a crashed worker shows as down, then its replacement starts', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queue-load-leveling&seed=2&p.launch_delay=5`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queue-load-leveling&seed=2&p.launch_delay=5`);
   await page.waitForSelector('[data-node="worker-1"]');
   await page.selectOption('.speed select', '10');
   await page.click('.play');
@@ -67,8 +56,8 @@ test('a crashed worker shows as down, then its replacement starts', async () => 
 });
 
 test('side by side: both variants run on the same seed and diverge only in failures', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queue-load-leveling&seed=4`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queue-load-leveling&seed=4`);
   await page.waitForSelector('.compare-toggle');
   await page.click('.compare-toggle');
   await page.waitForSelector('.comparison [data-variant="coupling = direct"]');

@@ -3,24 +3,13 @@
 // resets with a notice instead of breaking the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launchBrowser, openPage, screenshot } from './support.mjs';
+import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 
-let site;
-let browser;
-
-before(async () => {
-  site = await serveDist();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const suite = useSiteAndBrowser({ before, after });
 
 test('answer, retry, predict; progress survives a reload and shows on the home page', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queueing-basics`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queueing-basics`);
   const card = page.locator('[data-question="hockey-stick"]');
   await card.waitFor();
 
@@ -52,7 +41,7 @@ test('answer, retry, predict; progress survives a reload and shows on the home p
   assert.match(await page.textContent('[data-testid="quiz-score"]'), /1 of 6 answered correctly/);
   assert.match(await page.textContent('[data-question="hockey-stick"] .question-history'), /answered correctly \(2 attempts\)/);
 
-  await page.goto(site.url);
+  await page.goto(suite.site.url);
   await page.waitForSelector('[data-lesson="queueing-basics"]');
   assert.match(
     await page.textContent('[data-lesson="queueing-basics"] [data-testid="lesson-status"]'),
@@ -66,9 +55,9 @@ test('answer, retry, predict; progress survives a reload and shows on the home p
 });
 
 test('damaged stored progress resets with a notice', async () => {
-  const page = await openPage(browser);
+  const page = await openPage(suite.browser);
   await page.addInitScript(() => localStorage.setItem('patterns-playground/progress', '{oops'));
-  await page.goto(site.url);
+  await page.goto(suite.site.url);
   await page.waitForSelector('.url-notice');
   assert.match(await page.textContent('.url-notice'), /saved progress could not be read/);
   assert.ok(await page.isVisible('[data-lesson="queueing-basics"]'));
@@ -76,8 +65,8 @@ test('damaged stored progress resets with a notice', async () => {
 });
 
 test('a try-this step sets the scene in one click', async () => {
-  const page = await openPage(browser);
-  await page.goto(`${site.url}?lesson=queue-load-leveling`);
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=queue-load-leveling`);
   await page.waitForSelector('[data-step="1"]');
   await page.click('[data-step="1"] button');
   await page.waitForFunction(() => location.search.includes('p.launch_delay=5'));

@@ -103,3 +103,21 @@ export async function screenshot(page, name) {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/**
+ * Registers the usual before/after hooks of a test file: serve dist/ and launch one
+ * browser for all its tests. Returns an object whose `site` and `browser` are set once
+ * the hooks ran.
+ */
+export function useSiteAndBrowser({ before, after }) {
+  const context = { site: undefined, browser: undefined };
+  before(async () => {
+    context.site = await serveDist();
+    context.browser = await launchBrowser();
+  });
+  after(async () => {
+    await context.browser?.close();
+    await context.site?.close();
+  });
+  return context;
+}
