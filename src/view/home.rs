@@ -70,7 +70,7 @@ pub fn home(props: &HomeProps) -> Html {
             }
         });
         Some(html! {
-            <section class="lesson-group" aria-labelledby={format!("group-{}", group.as_str())}>
+            <section class="catalog-group" aria-labelledby={format!("group-{}", group.as_str())}>
                 <h2 id={format!("group-{}", group.as_str())}>{ *heading }</h2>
                 <ul class="lesson-list">{ for items }</ul>
             </section>
