@@ -22,15 +22,16 @@
 
 use std::collections::VecDeque;
 
-use crate::sim::metrics::{GaugeId, MetricsConfig, RunMetrics};
+use crate::sim::metrics::GaugeId;
 use crate::sim::random::{ServiceTime, SimRng};
-use crate::sim::requests::{Place, RequestKey, RequestTable};
+use crate::sim::requests::{Place, RequestKey};
 use crate::sim::scheduler::{Model, Scheduler, Simulation, TimerHandle};
-use crate::sim::snapshot::{EventLog, Figure, NodeState, NodeView, Notable, Snapshot};
+use crate::sim::snapshot::{Figure, NodeState, NodeView, Notable, Snapshot};
 use crate::sim::time::{SimDuration, SimTime};
 use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
+use super::core::{ArrivalTimer, ModelCore};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -246,18 +247,15 @@ pub struct LoadLevelingModel {
     double_effects: u64,
     wasted_jobs: u64,
     processed_ids: std::collections::BTreeSet<u32>,
-    arrivals: PoissonArrivals,
-    next_arrival: Option<TimerHandle>,
+    arrivals: ArrivalTimer<Event>,
     processing_rng: SimRng,
     poison_rng: SimRng,
     slow: bool,
     last_scaling: Option<SimTime>,
-    requests: RequestTable,
-    metrics: RunMetrics,
+    core: ModelCore,
     gauge_waiting: GaugeId,
     gauge_workers: GaugeId,
     gauge_dlq: GaugeId,
-    log: EventLog,
     producer_latency: crate::sim::histogram::LatencyHistogram,
 }
 
@@ -323,10 +321,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<LoadLevelingMo
             current: None,
         });
     }
-    let metrics = RunMetrics::new(MetricsConfig {
-        gauges: vec!["queue_depth", "workers", "dead_letters"],
-        ..MetricsConfig::default()
-    });
+    let core = ModelCore::new(vec!["queue_depth", "workers", "dead_letters"]);
     let mut model = LoadLevelingModel {
         params: params.clone(),
         coupling,
@@ -344,18 +339,18 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<LoadLevelingMo
         double_effects: 0,
         wasted_jobs: 0,
         processed_ids: Default::default(),
-        arrivals: PoissonArrivals::new(traffic(params), SimRng::new(seed.0, "arrivals")),
-        next_arrival: None,
+        arrivals: ArrivalTimer::new(
+            PoissonArrivals::new(traffic(params), SimRng::new(seed.0, "arrivals")),
+            Event::Arrival,
+        ),
         processing_rng: SimRng::new(seed.0, "processing"),
         poison_rng: SimRng::new(seed.0, "poison"),
         slow: false,
         last_scaling: None,
-        requests: RequestTable::new(),
-        gauge_waiting: metrics.gauge_id("queue_depth").expect("declared"),
-        gauge_workers: metrics.gauge_id("workers").expect("declared"),
-        gauge_dlq: metrics.gauge_id("dead_letters").expect("declared"),
-        metrics,
-        log: EventLog::default(),
+        gauge_waiting: core.gauge("queue_depth"),
+        gauge_workers: core.gauge("workers"),
+        gauge_dlq: core.gauge("dead_letters"),
+        core,
         topology,
         producer_latency: crate::sim::histogram::LatencyHistogram::new(
             crate::sim::histogram::PRECISE,
@@ -367,22 +362,12 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<LoadLevelingMo
         model.workers[worker].state = NodeState::Healthy;
     }
     model.update_worker_gauge(SimTime::ZERO);
-    model.schedule_next_arrival(&mut scheduler);
+    model.arrivals.rearm(&mut scheduler);
     scheduler.schedule_in(SCALING_INTERVAL, Event::ScalingCheck);
     Simulation::new(model, scheduler)
 }
 
 impl LoadLevelingModel {
-    fn schedule_next_arrival(&mut self, scheduler: &mut Scheduler<Event>) {
-        if let Some(pending) = self.next_arrival.take() {
-            scheduler.cancel(pending);
-        }
-        let now = scheduler.now();
-        if let Some(at) = self.arrivals.next_after(now) {
-            self.next_arrival = Some(scheduler.schedule_timer_in(at - now, Event::Arrival));
-        }
-    }
-
     fn job(&mut self, job: u32) -> Option<&mut Job> {
         self.jobs.get_mut(job as usize).and_then(Option::as_mut)
     }
@@ -399,11 +384,11 @@ impl LoadLevelingModel {
 
     fn arrive(&mut self, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
-        self.metrics.generated(now);
+        self.core.metrics.generated(now);
         let poison = self
             .poison_rng
             .chance(self.params.number("poison_fraction"));
-        let key = self.requests.spawn(
+        let key = self.core.requests.spawn(
             now,
             Place::OnEdge {
                 edge: self.edge_in,
@@ -439,7 +424,7 @@ impl LoadLevelingModel {
         };
         let key = entry.key;
         let born = entry.born;
-        self.requests.move_to(
+        self.core.requests.move_to(
             key,
             Place::Queued {
                 node: buffer,
@@ -486,10 +471,11 @@ impl LoadLevelingModel {
             // Past maxReceiveCount: move to the dead-letter queue instead.
             let key = entry.key;
             self.jobs[job as usize] = None;
-            self.requests.finish(key);
-            self.metrics.failed(now);
+            self.core.requests.finish(key);
+            self.core.metrics.failed(now);
             self.dead_letters += 1;
-            self.metrics
+            self.core
+                .metrics
                 .set_gauge(self.gauge_dlq, now, self.dead_letters as i64);
             return;
         }
@@ -499,10 +485,10 @@ impl LoadLevelingModel {
         let key = entry.key;
         let redelivery = entry.receive_count > 1;
         if redelivery {
-            self.requests.next_attempt(key);
+            self.core.requests.next_attempt(key);
         }
-        if let Place::Queued { since, .. } = self.requests.get(key).place {
-            self.metrics.waited(now - since);
+        if let Place::Queued { since, .. } = self.core.requests.get(key).place {
+            self.core.metrics.waited(now - since);
         }
         let timer =
             scheduler.schedule_timer_in(visibility, Event::VisibilityExpired { job, receipt });
@@ -516,8 +502,8 @@ impl LoadLevelingModel {
         let now = scheduler.now();
         let Some(entry) = self.job(job) else { return };
         let key = entry.key;
-        if let Place::Queued { since, .. } = self.requests.get(key).place {
-            self.metrics.waited(now - since);
+        if let Place::Queued { since, .. } = self.core.requests.get(key).place {
+            self.core.metrics.waited(now - since);
         }
         self.start_work(job, 0, worker, scheduler);
     }
@@ -532,7 +518,7 @@ impl LoadLevelingModel {
         let now = scheduler.now();
         let key = self.jobs[job as usize].as_ref().map(|j| j.key);
         if let Some(key) = key {
-            self.requests.move_to(
+            self.core.requests.move_to(
                 key,
                 Place::OnEdge {
                     edge: self.worker_edges[worker],
@@ -582,13 +568,13 @@ impl LoadLevelingModel {
                         if let Some(timer) = entry.visibility_timer {
                             scheduler.cancel(timer);
                         }
-                        self.requests.finish(entry.key);
-                        self.metrics.completed(now, now - entry.born);
+                        self.core.requests.finish(entry.key);
+                        self.core.metrics.completed(now, now - entry.born);
                     }
                     None => {
                         // Already deleted by another worker: a duplicate delivery.
                         self.duplicate_deliveries += 1;
-                        self.metrics.duplicated(now);
+                        self.core.metrics.duplicated(now);
                         self.apply_effect(job, idempotent);
                     }
                 }
@@ -598,8 +584,8 @@ impl LoadLevelingModel {
                     if let Some(timer) = entry.producer_timer {
                         scheduler.cancel(timer);
                     }
-                    self.requests.finish(entry.key);
-                    self.metrics.completed(now, now - entry.born);
+                    self.core.requests.finish(entry.key);
+                    self.core.metrics.completed(now, now - entry.born);
                     self.producer_latency.record(now - entry.born);
                 }
                 None => self.wasted_jobs += 1, // the producer had already given up
@@ -636,7 +622,7 @@ impl LoadLevelingModel {
         }
         entry.visibility_timer = None;
         let key = entry.key;
-        self.requests.move_to(
+        self.core.requests.move_to(
             key,
             Place::Queued {
                 node: buffer,
@@ -654,8 +640,8 @@ impl LoadLevelingModel {
             return;
         };
         self.waiting.retain(|&waiting| waiting != job);
-        self.requests.finish(entry.key);
-        self.metrics.failed(now);
+        self.core.requests.finish(entry.key);
+        self.core.metrics.failed(now);
         self.producer_latency.record(now - entry.born);
         self.update_waiting_gauge(now);
     }
@@ -675,7 +661,7 @@ impl LoadLevelingModel {
         state.state = NodeState::Starting;
         let life = state.life;
         let node = state.node;
-        self.log.push(
+        self.core.log.push(
             now,
             Notable::StateChanged {
                 node,
@@ -731,7 +717,7 @@ impl LoadLevelingModel {
                 let w = self.workers[worker];
                 if w.state == NodeState::Healthy && w.current.is_none() {
                     self.workers[worker].state = NodeState::Off;
-                    self.log.push(
+                    self.core.log.push(
                         now,
                         Notable::StateChanged {
                             node: w.node,
@@ -765,7 +751,7 @@ impl LoadLevelingModel {
         worker.life += 1;
         let lost = worker.current.take();
         let node = worker.node;
-        self.log.push(
+        self.core.log.push(
             now,
             Notable::StateChanged {
                 node,
@@ -779,7 +765,8 @@ impl LoadLevelingModel {
                     // worker, until its visibility timeout returns it to the queue.
                     if let Some(entry) = self.job(job) {
                         let key = entry.key;
-                        self.requests
+                        self.core
+                            .requests
                             .move_to(key, Place::InService { node, since: now });
                     }
                 }
@@ -789,8 +776,8 @@ impl LoadLevelingModel {
                         if let Some(timer) = entry.producer_timer {
                             scheduler.cancel(timer);
                         }
-                        self.requests.finish(entry.key);
-                        self.metrics.failed(now);
+                        self.core.requests.finish(entry.key);
+                        self.core.metrics.failed(now);
                         self.producer_latency.record(now - entry.born);
                     }
                 }
@@ -801,18 +788,21 @@ impl LoadLevelingModel {
     }
 
     fn update_waiting_gauge(&mut self, now: SimTime) {
-        self.metrics
+        self.core
+            .metrics
             .set_gauge(self.gauge_waiting, now, self.waiting.len() as i64);
     }
 
     fn update_worker_gauge(&mut self, now: SimTime) {
         let running = self.running_or_starting() as i64;
-        self.metrics.set_gauge(self.gauge_workers, now, running);
+        self.core
+            .metrics
+            .set_gauge(self.gauge_workers, now, running);
     }
 
     /// Worker-hours so far (running and starting instances are both billed).
     fn worker_hours(&self, now: SimTime) -> f64 {
-        let series = self.metrics.series();
+        let series = self.core.metrics.series();
         series.gauge_run_mean(self.gauge_workers.0, now) * now.as_secs_f64() / 3600.0
     }
 }
@@ -824,9 +814,9 @@ impl Model for LoadLevelingModel {
         let now = scheduler.now();
         match event {
             Event::Arrival => {
-                self.next_arrival = None;
+                self.arrivals.fired();
                 self.arrive(scheduler);
-                self.schedule_next_arrival(scheduler);
+                self.arrivals.rearm(scheduler);
             }
             Event::Delivered { job } => self.deliver(job, scheduler),
             Event::Done { worker, life, job } => {
@@ -841,7 +831,7 @@ impl Model for LoadLevelingModel {
                 if state.life == life && state.state == NodeState::Starting {
                     state.state = NodeState::Healthy;
                     let node = state.node;
-                    self.log.push(
+                    self.core.log.push(
                         now,
                         Notable::StateChanged {
                             node,
@@ -856,9 +846,10 @@ impl Model for LoadLevelingModel {
             Event::SlowEnds => self.slow = false,
             Event::SpikeEnds => {
                 self.arrivals
+                    .arrivals
                     .set_multiplier(1.0)
                     .expect("1 is a valid multiplier");
-                self.schedule_next_arrival(scheduler);
+                self.arrivals.rearm(scheduler);
             }
         }
     }
@@ -871,13 +862,7 @@ impl LessonModel for LoadLevelingModel {
 
     fn snapshot_into(&self, now: SimTime, snapshot: &mut Snapshot, token_limit: usize) {
         snapshot.reset(now);
-        let plain = |node| NodeView {
-            node,
-            state: NodeState::Healthy,
-            busy: 0,
-            capacity: 0,
-            queued: 0,
-        };
+        let plain = NodeView::plain;
         snapshot.nodes.push(plain(self.producers));
         snapshot.nodes.push(NodeView {
             queued: self.waiting.len() as u32,
@@ -899,19 +884,11 @@ impl LessonModel for LoadLevelingModel {
                 queued: 0,
             });
         }
-        snapshot.collect_tokens(self.requests.iter(), token_limit);
+        snapshot.collect_tokens(self.core.requests.iter(), token_limit);
     }
 
-    fn metrics(&self) -> &RunMetrics {
-        &self.metrics
-    }
-
-    fn log(&self) -> &EventLog {
-        &self.log
-    }
-
-    fn live_requests(&self) -> u64 {
-        self.requests.len() as u64
+    fn core(&self) -> &ModelCore {
+        &self.core
     }
 
     fn extra_figures(&self, now: SimTime) -> Vec<Figure> {
@@ -972,14 +949,15 @@ impl LessonModel for LoadLevelingModel {
                     }
                     "traffic-spike" => {
                         self.arrivals
+                            .arrivals
                             .set_multiplier(EXTRA_SPIKE_FACTOR)
                             .expect("a constant, valid multiplier");
-                        self.schedule_next_arrival(scheduler);
+                        self.arrivals.rearm(scheduler);
                         scheduler.schedule_in(EXTRA_SPIKE_LENGTH, Event::SpikeEnds);
                     }
                     _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
-                self.log.push(
+                self.core.log.push(
                     now,
                     Notable::Injected {
                         injection: id.clone(),
@@ -988,13 +966,14 @@ impl LessonModel for LoadLevelingModel {
                 Ok(())
             }
             LessonCommand::SetParam { name, value } => {
-                let spec = accept_live_param(&mut self.params, name, *value, now, &mut self.log)?;
+                let spec =
+                    accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
                 if matches!(
                     spec.name,
                     "base_rate" | "spike_multiplier" | "spike_start" | "spike_length"
                 ) {
-                    self.arrivals.set_shape(traffic(&self.params));
-                    self.schedule_next_arrival(scheduler);
+                    self.arrivals.arrivals.set_shape(traffic(&self.params));
+                    self.arrivals.rearm(scheduler);
                 }
                 Ok(())
             }

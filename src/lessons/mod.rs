@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing under `lessons/` imports a web crate; the view reaches
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
+pub mod core;
 pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;

@@ -12,15 +12,16 @@
 
 use std::collections::VecDeque;
 
-use crate::sim::metrics::{GaugeId, MetricsConfig, RunMetrics};
+use crate::sim::metrics::GaugeId;
 use crate::sim::random::{ServiceTime, SimRng};
-use crate::sim::requests::{Place, RequestKey, RequestTable};
-use crate::sim::scheduler::{Model, Scheduler, Simulation, TimerHandle};
-use crate::sim::snapshot::{EventLog, NodeState, NodeView, Notable, Snapshot};
+use crate::sim::requests::{Place, RequestKey};
+use crate::sim::scheduler::{Model, Scheduler, Simulation};
+use crate::sim::snapshot::{NodeState, NodeView, Notable, Snapshot};
 use crate::sim::time::{SimDuration, SimTime};
 use crate::sim::topology::{NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
+use super::core::{ArrivalTimer, ModelCore};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -164,15 +165,12 @@ pub struct QueueingModel {
     servers: Vec<Server>,
     line: VecDeque<RequestKey>,
     queue_capacity: usize,
-    arrivals: PoissonArrivals,
-    next_arrival: Option<TimerHandle>,
+    arrivals: ArrivalTimer<Event>,
     service: ServiceTime,
     service_rng: SimRng,
-    requests: RequestTable,
-    metrics: RunMetrics,
+    core: ModelCore,
     queue_depth: GaugeId,
     busy_servers: GaugeId,
-    log: EventLog,
     busy: u32,
 }
 
@@ -225,12 +223,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<QueueingModel>
         })
         .collect();
 
-    let metrics = RunMetrics::new(MetricsConfig {
-        gauges: vec!["queue_depth", "busy_servers"],
-        ..MetricsConfig::default()
-    });
-    let queue_depth = metrics.gauge_id("queue_depth").expect("declared above");
-    let busy_servers = metrics.gauge_id("busy_servers").expect("declared above");
+    let core = ModelCore::new(vec!["queue_depth", "busy_servers"]);
 
     let mut model = QueueingModel {
         params: params.clone(),
@@ -241,39 +234,29 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<QueueingModel>
         servers,
         line: VecDeque::new(),
         queue_capacity: params.integer("queue_capacity") as usize,
-        arrivals: PoissonArrivals::new(
-            arrival_shape(params.number("arrival_rate")),
-            SimRng::new(seed.0, "arrivals"),
+        arrivals: ArrivalTimer::new(
+            PoissonArrivals::new(
+                arrival_shape(params.number("arrival_rate")),
+                SimRng::new(seed.0, "arrivals"),
+            ),
+            Event::Arrival,
         ),
-        next_arrival: None,
         service: service_time(params),
         service_rng: SimRng::new(seed.0, "service"),
-        requests: RequestTable::new(),
-        metrics,
-        queue_depth,
-        busy_servers,
-        log: EventLog::default(),
+        queue_depth: core.gauge("queue_depth"),
+        busy_servers: core.gauge("busy_servers"),
+        core,
         busy: 0,
     };
     let mut scheduler = Scheduler::new();
-    model.schedule_next_arrival(&mut scheduler);
+    model.arrivals.rearm(&mut scheduler);
     Simulation::new(model, scheduler)
 }
 
 impl QueueingModel {
-    fn schedule_next_arrival(&mut self, scheduler: &mut Scheduler<Event>) {
-        if let Some(pending) = self.next_arrival.take() {
-            scheduler.cancel(pending);
-        }
-        let now = scheduler.now();
-        if let Some(at) = self.arrivals.next_after(now) {
-            self.next_arrival = Some(scheduler.schedule_timer_in(at - now, Event::Arrival));
-        }
-    }
-
     fn arrive(&mut self, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
-        self.metrics.generated(now);
+        self.core.metrics.generated(now);
         let free = if (self.busy as usize) < self.servers.len() {
             self.servers
                 .iter()
@@ -283,7 +266,7 @@ impl QueueingModel {
         };
         match free {
             Some(server) => {
-                let key = self.requests.spawn(
+                let key = self.core.requests.spawn(
                     now,
                     Place::Queued {
                         node: self.queue_node,
@@ -292,9 +275,9 @@ impl QueueingModel {
                 );
                 self.start_service(server, key, scheduler);
             }
-            None if self.line.len() >= self.queue_capacity => self.metrics.rejected(now),
+            None if self.line.len() >= self.queue_capacity => self.core.metrics.rejected(now),
             None => {
-                let key = self.requests.spawn(
+                let key = self.core.requests.spawn(
                     now,
                     Place::Queued {
                         node: self.queue_node,
@@ -302,7 +285,8 @@ impl QueueingModel {
                     },
                 );
                 self.line.push_back(key);
-                self.metrics
+                self.core
+                    .metrics
                     .set_gauge(self.queue_depth, now, self.line.len() as i64);
             }
         }
@@ -310,10 +294,10 @@ impl QueueingModel {
 
     fn start_service(&mut self, server: usize, key: RequestKey, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
-        if let Place::Queued { since, .. } = self.requests.get(key).place {
-            self.metrics.waited(now - since);
+        if let Place::Queued { since, .. } = self.core.requests.get(key).place {
+            self.core.metrics.waited(now - since);
         }
-        self.requests.move_to(
+        self.core.requests.move_to(
             key,
             Place::InService {
                 node: self.servers[server].node,
@@ -322,7 +306,8 @@ impl QueueingModel {
         );
         self.servers[server].current = Some(key);
         self.busy += 1;
-        self.metrics
+        self.core
+            .metrics
             .set_gauge(self.busy_servers, now, self.busy as i64);
         let duration = self.service.sample(&mut self.service_rng);
         scheduler.schedule_in(
@@ -338,21 +323,23 @@ impl QueueingModel {
         let Some(key) = self.servers[server].current.take() else {
             return;
         };
-        let request = self.requests.finish(key);
-        self.metrics.completed(now, now - request.born);
+        let request = self.core.requests.finish(key);
+        self.core.metrics.completed(now, now - request.born);
         self.busy -= 1;
         if self.servers[server].state == NodeState::Draining {
             self.set_server_state(server, NodeState::Down, now);
         } else {
             self.take_from_line(server, scheduler);
         }
-        self.metrics
+        self.core
+            .metrics
             .set_gauge(self.busy_servers, now, self.busy as i64);
     }
 
     fn take_from_line(&mut self, server: usize, scheduler: &mut Scheduler<Event>) {
         if let Some(next) = self.line.pop_front() {
-            self.metrics
+            self.core
+                .metrics
                 .set_gauge(self.queue_depth, scheduler.now(), self.line.len() as i64);
             self.start_service(server, next, scheduler);
         }
@@ -360,7 +347,7 @@ impl QueueingModel {
 
     fn set_server_state(&mut self, server: usize, state: NodeState, now: SimTime) {
         self.servers[server].state = state;
-        self.log.push(
+        self.core.log.push(
             now,
             Notable::StateChanged {
                 node: self.servers[server].node,
@@ -420,9 +407,9 @@ impl Model for QueueingModel {
     fn handle(&mut self, event: Event, scheduler: &mut Scheduler<Event>) {
         match event {
             Event::Arrival => {
-                self.next_arrival = None;
+                self.arrivals.fired();
                 self.arrive(scheduler);
-                self.schedule_next_arrival(scheduler);
+                self.arrivals.rearm(scheduler);
             }
             Event::ServiceDone { server } => self.finish_service(server as usize, scheduler),
         }
@@ -436,19 +423,12 @@ impl LessonModel for QueueingModel {
 
     fn snapshot_into(&self, now: SimTime, snapshot: &mut Snapshot, token_limit: usize) {
         snapshot.reset(now);
-        let plain = |node, capacity| NodeView {
-            node,
-            state: NodeState::Healthy,
-            busy: 0,
-            capacity,
-            queued: 0,
-        };
-        snapshot.nodes.push(plain(self.source, 0));
+        snapshot.nodes.push(NodeView::plain(self.source));
         snapshot.nodes.push(NodeView {
             queued: self.line.len() as u32,
-            ..plain(self.queue_node, 0)
+            ..NodeView::plain(self.queue_node)
         });
-        snapshot.nodes.push(plain(self.sink, 0));
+        snapshot.nodes.push(NodeView::plain(self.sink));
         for server in &self.servers {
             snapshot.nodes.push(NodeView {
                 node: server.node,
@@ -458,19 +438,11 @@ impl LessonModel for QueueingModel {
                 queued: 0,
             });
         }
-        snapshot.collect_tokens(self.requests.iter(), token_limit);
+        snapshot.collect_tokens(self.core.requests.iter(), token_limit);
     }
 
-    fn metrics(&self) -> &RunMetrics {
-        &self.metrics
-    }
-
-    fn log(&self) -> &EventLog {
-        &self.log
-    }
-
-    fn live_requests(&self) -> u64 {
-        self.requests.len() as u64
+    fn core(&self) -> &ModelCore {
+        &self.core
     }
 
     fn apply(
@@ -491,7 +463,7 @@ impl LessonModel for QueueingModel {
                     "restore-server" => self.restore_server(scheduler)?,
                     _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
-                self.log.push(
+                self.core.log.push(
                     now,
                     Notable::Injected {
                         injection: id.clone(),
@@ -500,12 +472,14 @@ impl LessonModel for QueueingModel {
                 Ok(())
             }
             LessonCommand::SetParam { name, value } => {
-                let spec = accept_live_param(&mut self.params, name, *value, now, &mut self.log)?;
+                let spec =
+                    accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
                 match spec.name {
                     "arrival_rate" => {
                         self.arrivals
+                            .arrivals
                             .set_shape(arrival_shape(self.params.number("arrival_rate")));
-                        self.schedule_next_arrival(scheduler);
+                        self.arrivals.rearm(scheduler);
                     }
                     "queue_capacity" => {
                         self.queue_capacity = self.params.integer("queue_capacity") as usize
@@ -522,6 +496,7 @@ impl LessonModel for QueueingModel {
 pub fn mean_line_length(sim: &Simulation<QueueingModel>) -> f64 {
     let model = &sim.model;
     model
+        .core
         .metrics
         .series()
         .gauge_run_mean(model.queue_depth.0, sim.now())
@@ -529,7 +504,7 @@ pub fn mean_line_length(sim: &Simulation<QueueingModel>) -> f64 {
 
 /// Fraction of served requests that had to wait for a server (Erlang C's P(wait)).
 pub fn fraction_that_waited(sim: &Simulation<QueueingModel>) -> f64 {
-    let waits = sim.model.metrics.wait();
+    let waits = sim.model.core.metrics.wait();
     if waits.count() == 0 {
         return 0.0;
     }

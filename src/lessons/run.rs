@@ -10,6 +10,7 @@ use crate::sim::snapshot::{EventLog, Figure, Notable, Snapshot};
 use crate::sim::time::SimTime;
 use crate::sim::topology::Topology;
 
+use super::core::ModelCore;
 use super::params::{Liveness, ParamError, ParamSpec, ParamValue, ParamValues};
 use super::InjectionSpec;
 
@@ -138,9 +139,18 @@ pub trait LessonRun {
 pub trait LessonModel: Model {
     fn topology(&self) -> &Topology;
     fn snapshot_into(&self, now: SimTime, snapshot: &mut Snapshot, token_limit: usize);
-    fn metrics(&self) -> &RunMetrics;
-    fn log(&self) -> &EventLog;
-    fn live_requests(&self) -> u64;
+    /// The shared request table, metrics and log.
+    fn core(&self) -> &ModelCore;
+    fn metrics(&self) -> &RunMetrics {
+        &self.core().metrics
+    }
+    fn log(&self) -> &EventLog {
+        &self.core().log
+    }
+    /// Requests in the model's request table.
+    fn live_requests(&self) -> u64 {
+        self.core().requests.len() as u64
+    }
     /// Lesson-specific figures; none by default.
     fn extra_figures(&self, _now: SimTime) -> Vec<Figure> {
         Vec::new()

@@ -59,6 +59,20 @@ pub struct NodeView {
     pub queued: u32,
 }
 
+impl NodeView {
+    /// A healthy node doing no work and holding nothing (sources, sinks, routers); set
+    /// the fields that differ with struct update syntax.
+    pub fn plain(node: NodeId) -> Self {
+        NodeView {
+            node,
+            state: NodeState::Healthy,
+            busy: 0,
+            capacity: 0,
+            queued: 0,
+        }
+    }
+}
+
 /// One request token at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct TokenView {
