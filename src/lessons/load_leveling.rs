@@ -48,6 +48,8 @@ pub const SPEC: LessonSpec = LessonSpec {
     default_duration: SimDuration::from_secs(900),
     build,
     compare: Some("coupling"),
+    sweep: None,
+    breaker_node: None,
 };
 
 const fn number(

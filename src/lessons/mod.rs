@@ -65,6 +65,13 @@ pub struct LessonSpec {
     /// A choice parameter whose values the lesson compares side by side on one seed
     /// (e.g. `coupling`: queue vs direct), if it is a comparison lesson.
     pub compare: Option<&'static str>,
+    /// A choice parameter whose every value the page can run to the end on one seed and
+    /// tabulate (summary and lesson figures per value), e.g. `strategy` for the retry or
+    /// disaster-recovery lessons.
+    pub sweep: Option<&'static str>,
+    /// Key of a [`crate::sim::topology::NodeKind::Guard`] node whose state (healthy =
+    /// closed, open, half-open) the page draws as a circuit breaker's state machine.
+    pub breaker_node: Option<&'static str>,
 }
 
 impl LessonSpec {

@@ -39,6 +39,8 @@ pub const SPEC: LessonSpec = LessonSpec {
     default_duration: SimDuration::from_secs(3600),
     build,
     compare: None,
+    sweep: None,
+    breaker_node: None,
 };
 
 const SERVICE_DISTRIBUTIONS: &[&str] = &["exponential", "deterministic", "lognormal"];
