@@ -64,6 +64,17 @@ pub struct Scenario {
     pub seed: u64,
     /// Simulated seconds.
     pub until: f64,
+    /// Failures injected during the run, in time order.
+    #[serde(default)]
+    pub inject: Vec<ScheduledInjection>,
+}
+
+/// An injection at a simulated time (seconds), as in `{"at": 120, "id": "kill-primary"}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledInjection {
+    pub at: f64,
+    pub id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

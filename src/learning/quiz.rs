@@ -2,8 +2,9 @@
 //! are graded against the simulation: the scenario runs and the option whose range holds
 //! the measured value is the right one. No prediction has a stored answer key.
 
+use crate::lessons;
 use crate::lessons::params::{ParamValues, Seed};
-use crate::lessons::{self, run::LessonRun};
+use crate::lessons::run::{LessonCommand, LessonRun};
 use crate::sim::time::SimTime;
 
 use super::content::{Question, QuestionKind, Scenario};
@@ -74,6 +75,24 @@ pub fn observe(lesson: &str, scenario: &Scenario, metric: &str) -> Result<f64, S
         ParamValues::from_assignments(spec.params, scenario.set.iter().map(String::as_str))
             .map_err(|error| error.to_string())?;
     let mut run = spec.start(&params, Seed(scenario.seed));
+    let mut last = 0.0;
+    for injection in &scenario.inject {
+        if !(injection.at >= last && injection.at <= scenario.until) {
+            return Err(format!(
+                "injection '{}' at {} s is out of order or after the end ({} s)",
+                injection.id, injection.at, scenario.until
+            ));
+        }
+        last = injection.at;
+        run.run_until(SimTime::from_secs_f64(injection.at));
+        run.apply(&LessonCommand::Inject(injection.id.clone()))
+            .map_err(|error| {
+                format!(
+                    "injection '{}' at {} s: {error}",
+                    injection.id, injection.at
+                )
+            })?;
+    }
     run.run_until(SimTime::from_secs_f64(scenario.until));
     metric_value(run.as_ref(), metric).ok_or_else(|| format!("unknown metric '{metric}'"))
 }
