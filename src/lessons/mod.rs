@@ -5,6 +5,7 @@
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
 pub mod core;
+pub mod journal;
 pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;

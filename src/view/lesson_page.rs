@@ -21,6 +21,7 @@ use super::narrative::Narrative;
 use super::param_controls::ParamControls;
 use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
+use super::timeline::Timeline;
 use super::topology_view::TopologyView;
 use super::transport::Transport;
 use super::utilisation_chart::UtilisationChart;
@@ -202,6 +203,32 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         Callback::from(move |_| {
             playing.set(false);
             fast_forwarding.set(true);
+        })
+    };
+    let on_seek = {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let fast_forwarding = fast_forwarding.clone();
+        let bump = bump.clone();
+        Callback::from(move |seconds: f64| {
+            if *fast_forwarding {
+                return;
+            }
+            playing.set(false);
+            runtime
+                .borrow_mut()
+                .seek(crate::sim::time::SimTime::from_secs_f64(seconds.max(0.0)));
+            bump();
+        })
+    };
+    let on_step_back = {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let bump = bump.clone();
+        Callback::from(move |_| {
+            playing.set(false);
+            runtime.borrow_mut().step_back();
+            bump();
         })
     };
     let on_speed = {
@@ -463,6 +490,10 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 <section class="stage" aria-label="Simulation">
                     { compare_toggle }
                     { main_view }
+                    <Timeline now={now.as_secs_f64()} horizon={runtime_ref.horizon.as_secs_f64()}
+                        topology={topology.clone()} markers={runtime_ref.markers.clone()}
+                        can_step_back={runtime_ref.can_step_back() && !*fast_forwarding}
+                        {on_seek} {on_step_back} />
                     <p class="status" data-testid="status">
                         { format!("t = {:.1} s. {status}", now.as_secs_f64()) }
                     </p>

@@ -13,6 +13,7 @@ mod param_controls;
 mod quiz;
 mod runtime;
 mod storage;
+mod timeline;
 mod topology_view;
 mod transport;
 mod url;

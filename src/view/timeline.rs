@@ -1,0 +1,95 @@
+//! The scrubbable timeline under the topology: a time slider (keyboard: arrows, Page
+//! Up/Down, Home/End), markers for injected failures and state changes that jump to
+//! their instant, and "step back". Seeking is the page's job (a deterministic replay);
+//! this component only reports where the learner wants to be.
+
+use yew::prelude::*;
+
+use crate::sim::snapshot::{LoggedEvent, NodeState, Notable};
+use crate::sim::topology::Topology;
+
+use super::narration::describe_event;
+
+/// Most markers drawn; beyond that, evenly spaced ones are kept.
+const MARKER_LIMIT: usize = 80;
+
+#[derive(Properties, PartialEq)]
+pub struct TimelineProps {
+    /// Simulated seconds now.
+    pub now: f64,
+    /// Where the run ends, in seconds.
+    pub horizon: f64,
+    pub topology: Topology,
+    /// Notable events of the furthest run seen (including ones after `now` after a
+    /// seek back).
+    pub markers: Vec<LoggedEvent>,
+    pub can_step_back: bool,
+    /// Seconds the learner wants to see.
+    pub on_seek: Callback<f64>,
+    pub on_step_back: Callback<()>,
+}
+
+/// A glyph and a class for a marker (shape and text, never colour alone).
+fn marker_look(event: &LoggedEvent) -> Option<(&'static str, &'static str)> {
+    Some(match &event.what {
+        Notable::Injected { .. } => ("⚡", "injected"),
+        Notable::StateChanged { to, .. } => match to {
+            NodeState::Down => ("✖", "down"),
+            NodeState::Open => ("⊘", "open"),
+            NodeState::HalfOpen => ("◐", "half-open"),
+            NodeState::Unhealthy => ("!", "unhealthy"),
+            NodeState::Healthy => ("✔", "healthy"),
+            NodeState::Starting => ("▲", "starting"),
+            NodeState::Draining | NodeState::Off => return None,
+        },
+        Notable::NodeAdded { .. } => ("+", "added"),
+        Notable::NodeRemoved { .. } => ("−", "removed"),
+        Notable::ParameterChanged { .. } => ("⚙", "parameter"),
+    })
+}
+
+#[function_component(Timeline)]
+pub fn timeline(props: &TimelineProps) -> Html {
+    let horizon = props.horizon.max(1e-9);
+    let on_input = props.on_seek.reform(|event: InputEvent| {
+        let input: web_sys::HtmlInputElement = event.target_unchecked_into();
+        input.value().parse::<f64>().unwrap_or(0.0)
+    });
+    let on_step_back = props.on_step_back.reform(|_: MouseEvent| ());
+    let interesting: Vec<&LoggedEvent> = props
+        .markers
+        .iter()
+        .filter(|event| marker_look(event).is_some())
+        .collect();
+    let stride = interesting.len().div_ceil(MARKER_LIMIT).max(1);
+    let markers = interesting.iter().step_by(stride).map(|event| {
+        let (glyph, class) = marker_look(event).expect("filtered above");
+        let at = event.time.as_secs_f64();
+        let left = format!("left: {:.3}%", (at / horizon * 100.0).clamp(0.0, 100.0));
+        let text = describe_event(&props.topology, event);
+        let seek = props.on_seek.reform(move |_: MouseEvent| at);
+        let future = at > props.now;
+        html! {
+            <li class={classes!("marker", class, future.then_some("future"))} style={left}>
+                <button type="button" title={text.clone()} aria-label={format!("Jump to: {text}")} onclick={seek}>
+                    <span aria-hidden="true">{ glyph }</span>
+                </button>
+            </li>
+        }
+    });
+    let step = (horizon / 1000.0).max(0.001);
+    html! {
+        <section class="timeline" aria-label="Timeline">
+            <div class="timeline-track">
+                <ol class="timeline-markers" aria-label="Marked events">{ for markers }</ol>
+                <input type="range" class="timeline-slider" min="0" max={horizon.to_string()}
+                    step={step.to_string()} value={props.now.to_string()}
+                    aria-label="Simulated time" aria-valuetext={format!("{:.1} seconds", props.now)}
+                    oninput={on_input} />
+            </div>
+            <button type="button" class="step-back" onclick={on_step_back} disabled={!props.can_step_back}>
+                <span aria-hidden="true">{ "⏮ " }</span>{ "Step back" }
+            </button>
+        </section>
+    }
+}
