@@ -10,6 +10,7 @@ pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;
 pub mod run;
+pub mod sweep;
 
 use crate::sim::time::SimDuration;
 

@@ -14,7 +14,9 @@ use crate::lessons::params::{Liveness, ParamValue, ParamValues, Seed};
 use crate::lessons::run::LessonCommand;
 use crate::route::LessonRoute;
 
+use super::breaker_diagram::BreakerDiagram;
 use super::charts::{chart_data, Charts};
+use super::figures::format_figure;
 use super::injections::Injections;
 use super::narration::{describe_event, describe_state};
 use super::narrative::Narrative;
@@ -23,6 +25,7 @@ use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
 use super::timeline::Timeline;
 use super::topology_view::TopologyView;
+use super::sweep_table::SweepTable;
 use super::transport::Transport;
 use super::utilisation_chart::UtilisationChart;
 
@@ -397,13 +400,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         .iter()
         .map(|line| html! { <li>{ line.clone() }</li> });
     let extra_figures = run.extra_figures().into_iter().map(|figure| {
-        let value = if figure.unit == "$" {
-            format!("${:.2}", figure.value)
-        } else if figure.value.fract() == 0.0 && figure.unit.is_empty() {
-            format!("{}", figure.value)
-        } else {
-            format!("{:.2} {}", figure.value, figure.unit)
-        };
+        let value = format_figure(&figure);
         html! {
             <div><dt>{ figure.label }</dt><dd data-figure={figure.key}>{ value }</dd></div>
         }
@@ -416,6 +413,31 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         },
         _ => html! {},
     };
+    let breaker_diagram = spec.breaker_node.and_then(|key| {
+        let node = topology.find(key)?;
+        let state = runtime_ref
+            .snapshot
+            .nodes
+            .iter()
+            .find(|view| view.node == node)?
+            .state;
+        let transitions = log
+            .iter()
+            .filter_map(|entry| match entry.what {
+                crate::sim::snapshot::Notable::StateChanged { node: changed, to } if changed == node => {
+                    Some((entry.time.as_secs_f64(), to))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        Some(html! { <BreakerDiagram {state} {transitions} /> })
+    });
+    let sweep_table = spec.sweep.map(|parameter| {
+        html! {
+            <SweepTable lesson={spec.id} {parameter} params={runtime_ref.start_params.clone()}
+                seed={runtime_ref.route.seed} until={runtime_ref.horizon.as_secs_f64()} />
+        }
+    });
     let compare_toggle = spec.compare.map(|name| {
         let comparing = runtime_ref.partner.is_some();
         let label = if comparing {
@@ -449,7 +471,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                     run.extra_figures()
                         .into_iter()
                         .take(1)
-                        .map(|f| (f.label, format!("{:.2} {}", f.value, f.unit))),
+                        .map(|f| (f.label, format_figure(&f))),
                 );
                 html! {
                     <figure class="variant" data-variant={label.clone()}>
@@ -490,6 +512,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 <section class="stage" aria-label="Simulation">
                     { compare_toggle }
                     { main_view }
+                    { breaker_diagram }
                     <Timeline now={now.as_secs_f64()} horizon={runtime_ref.horizon.as_secs_f64()}
                         topology={topology.clone()} markers={runtime_ref.markers.clone()}
                         can_step_back={runtime_ref.can_step_back() && !*fast_forwarding}
@@ -510,6 +533,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                     </dl>
                     <Charts {charts} />
                     { lesson_chart }
+                    { sweep_table }
                 </section>
                 <aside class="controls">
                     <ParamControls params={runtime_ref.route.params.clone()} on_change={on_param} />

@@ -2,7 +2,9 @@
 //! through the catalog, `LessonRun` and snapshots; never mutates a model except through
 //! `LessonCommand` and the stepping calls.
 
+mod breaker_diagram;
 mod charts;
+mod figures;
 mod home;
 mod injections;
 mod lesson_page;
@@ -13,6 +15,7 @@ mod param_controls;
 mod quiz;
 mod runtime;
 mod storage;
+mod sweep_table;
 mod timeline;
 mod topology_view;
 mod transport;

@@ -12,6 +12,8 @@ use super::narration::describe_event;
 
 /// Most markers drawn; beyond that, evenly spaced ones are kept.
 const MARKER_LIMIT: usize = 80;
+/// Rows of markers.
+const LANES: usize = 3;
 
 #[derive(Properties, PartialEq)]
 pub struct TimelineProps {
@@ -62,10 +64,26 @@ pub fn timeline(props: &TimelineProps) -> Html {
         .filter(|event| marker_look(event).is_some())
         .collect();
     let stride = interesting.len().div_ceil(MARKER_LIMIT).max(1);
-    let markers = interesting.iter().step_by(stride).map(|event| {
+    // Markers closer than ~2% of the track stack in lanes so each stays clickable.
+    let mut lane_ends = [f64::NEG_INFINITY; LANES];
+    let placed: Vec<(&LoggedEvent, f64, usize)> = interesting
+        .iter()
+        .step_by(stride)
+        .map(|event| {
+            let percent = (event.time.as_secs_f64() / horizon * 100.0).clamp(0.0, 100.0);
+            let lane = lane_ends
+                .iter()
+                .position(|&end| percent - end >= 2.0)
+                .unwrap_or(LANES - 1);
+            lane_ends[lane] = percent;
+            (*event, percent, lane)
+        })
+        .collect();
+    let lanes_used = placed.iter().map(|(_, _, lane)| lane + 1).max().unwrap_or(1);
+    let markers = placed.into_iter().map(|(event, percent, lane)| {
         let (glyph, class) = marker_look(event).expect("filtered above");
         let at = event.time.as_secs_f64();
-        let left = format!("left: {:.3}%", (at / horizon * 100.0).clamp(0.0, 100.0));
+        let left = format!("left: {percent:.3}%; top: {}rem", lane as f64 * 1.6);
         let text = describe_event(&props.topology, event);
         let seek = props.on_seek.reform(move |_: MouseEvent| at);
         let future = at > props.now;
@@ -77,10 +95,15 @@ pub fn timeline(props: &TimelineProps) -> Html {
             </li>
         }
     });
-    let step = (horizon / 1000.0).max(0.001);
+    // A round step (0.1 s … 60 s) giving at least ~600 positions.
+    let step = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0]
+        .into_iter()
+        .rev()
+        .find(|step| horizon / step >= 600.0)
+        .unwrap_or(0.1);
     html! {
         <section class="timeline" aria-label="Timeline">
-            <div class="timeline-track">
+            <div class="timeline-track" style={format!("padding-top: {}rem", lanes_used as f64 * 1.6)}>
                 <ol class="timeline-markers" aria-label="Marked events">{ for markers }</ol>
                 <input type="range" class="timeline-slider" min="0" max={horizon.to_string()}
                     step={step.to_string()} value={props.now.to_string()}
