@@ -87,7 +87,11 @@ fn replay_from_the_journal_matches_the_live_run_for_every_lesson() {
                 }
                 pictures.push(picture(live.as_ref()));
             }
-            assert!(journal.entries().len() >= 2, "{}: too few commands", lesson.id);
+            assert!(
+                journal.entries().len() >= 2,
+                "{}: too few commands",
+                lesson.id
+            );
             for expected in pictures.iter().step_by(3).chain(pictures.last()) {
                 let rebuilt = replay(lesson, &params, seed, &journal, expected.0);
                 // A replay to time t stops after the last event at t; the live picture
@@ -126,11 +130,22 @@ fn seeking_back_then_playing_on_reapplies_the_future_commands() {
         let end = SimTime::from_secs_f64(30.0 * (lesson.injections.len() + 2) as f64);
         live.run_until(end);
         // Back to 10 s, then forward through every recorded injection.
-        let mut scrubbed = replay(lesson, &params, seed, &journal, SimTime::from_secs_f64(10.0));
+        let mut scrubbed = replay(
+            lesson,
+            &params,
+            seed,
+            &journal,
+            SimTime::from_secs_f64(10.0),
+        );
         assert_eq!(scrubbed.now(), SimTime::from_secs_f64(10.0));
         let outcome = journal.advance(scrubbed.as_mut(), end, u64::MAX);
         assert!(outcome.reached);
-        assert_eq!(picture(scrubbed.as_ref()), picture(live.as_ref()), "{}", lesson.id);
+        assert_eq!(
+            picture(scrubbed.as_ref()),
+            picture(live.as_ref()),
+            "{}",
+            lesson.id
+        );
     }
 }
 
@@ -147,7 +162,13 @@ fn a_new_command_after_seeking_back_rewrites_the_future() {
     live.run_until(SimTime::from_secs_f64(100.0));
     live.apply(&burst).unwrap();
     journal.record(live.as_ref(), burst.clone());
-    let mut scrubbed = replay(lesson, &params, Seed(1), &journal, SimTime::from_secs_f64(70.0));
+    let mut scrubbed = replay(
+        lesson,
+        &params,
+        Seed(1),
+        &journal,
+        SimTime::from_secs_f64(70.0),
+    );
     scrubbed.apply(&burst).unwrap();
     journal.record(scrubbed.as_ref(), burst);
     let times: Vec<u64> = journal

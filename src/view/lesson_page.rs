@@ -23,9 +23,9 @@ use super::narrative::Narrative;
 use super::param_controls::ParamControls;
 use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
+use super::sweep_table::SweepTable;
 use super::timeline::Timeline;
 use super::topology_view::TopologyView;
-use super::sweep_table::SweepTable;
 use super::transport::Transport;
 use super::utilisation_chart::UtilisationChart;
 
@@ -424,7 +424,9 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let transitions = log
             .iter()
             .filter_map(|entry| match entry.what {
-                crate::sim::snapshot::Notable::StateChanged { node: changed, to } if changed == node => {
+                crate::sim::snapshot::Notable::StateChanged { node: changed, to }
+                    if changed == node =>
+                {
                     Some((entry.time.as_secs_f64(), to))
                 }
                 _ => None,

@@ -79,7 +79,11 @@ pub fn timeline(props: &TimelineProps) -> Html {
             (*event, percent, lane)
         })
         .collect();
-    let lanes_used = placed.iter().map(|(_, _, lane)| lane + 1).max().unwrap_or(1);
+    let lanes_used = placed
+        .iter()
+        .map(|(_, _, lane)| lane + 1)
+        .max()
+        .unwrap_or(1);
     let markers = placed.into_iter().map(|(event, percent, lane)| {
         let (glyph, class) = marker_look(event).expect("filtered above");
         let at = event.time.as_secs_f64();
