@@ -52,7 +52,7 @@ fn random_command(rng: &mut SimRng, params: &ParamValues) -> Option<LessonComman
         ParamKind::Integer { min, max, .. } => {
             ParamValue::Integer((min + rng.below((max - min).min(8) as u64 + 1) as i64).min(max))
         }
-        ParamKind::Choice { options, .. } => ParamValue::Choice(*rng.pick(options)),
+        ParamKind::Choice { options, .. } => ParamValue::Choice(rng.pick(options).to_owned()),
         ParamKind::Toggle { .. } => ParamValue::Toggle(rng.chance(0.5)),
     };
     Some(LessonCommand::SetParam {
