@@ -115,7 +115,7 @@ pub fn timeline(props: &TimelineProps) -> Html {
                     oninput={on_input} />
             </div>
             <button type="button" class="step-back" onclick={on_step_back} disabled={!props.can_step_back}>
-                <span aria-hidden="true">{ "⏮ " }</span>{ "Step back" }
+                <span aria-hidden="true">{ "◀ " }</span>{ "Step back" }
             </button>
         </section>
     }

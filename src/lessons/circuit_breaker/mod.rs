@@ -321,13 +321,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CircuitBreaker
     let protected = params.choice("protection") == "breaker";
     let mut topology = Topology::default();
     let clients = topology.add_node("clients", "Clients", NodeKind::Source, 0.05, 0.45);
-    let service = topology.add_node(
-        "service",
-        "Service (thread pool)",
-        NodeKind::Server,
-        0.3,
-        0.45,
-    );
+    let service = topology.add_node("service", "Service", NodeKind::Server, 0.3, 0.45);
     let (breaker_node, fallback) = if protected {
         (
             Some(topology.add_node("breaker", "Circuit breaker", NodeKind::Guard, 0.52, 0.45)),
@@ -585,7 +579,6 @@ impl CircuitBreakerModel {
             }
             Permission::Rejected => {
                 // The fallback is computed at once: the thread is free again.
-                self.short_circuited += 1;
                 let edge = self.breaker_to_fallback.expect("breaker mode");
                 self.on_edge(current.request, edge, now);
                 self.release(thread, scheduler);
@@ -741,6 +734,7 @@ impl CircuitBreakerModel {
     fn fallback_served(&mut self, request: RequestKey, now: SimTime) {
         let request = self.core.requests.finish(request);
         self.answers.record(now - request.born);
+        self.short_circuited += 1;
         self.core.metrics.rejected(now);
     }
 
@@ -769,7 +763,7 @@ impl CircuitBreakerModel {
         self.breaker.as_ref().map(CircuitBreaker::state)
     }
 
-    /// Calls refused by the breaker so far.
+    /// Calls refused by the breaker whose fallback answer was served so far.
     pub fn short_circuited(&self) -> u64 {
         self.short_circuited
     }
