@@ -26,6 +26,11 @@ fn every_lesson_has_narrative_and_at_least_five_questions_with_a_prediction() {
         assert!(!content.try_this.is_empty(), "{}", lesson.id);
         assert!(!content.exam_tips.is_empty(), "{}", lesson.id);
         assert!(
+            content.search_terms.len() >= 5,
+            "{}: give the course map's search at least 5 search_terms (AWS services, other names, problems in plain words)",
+            lesson.id
+        );
+        assert!(
             content.questions.len() >= 5,
             "{}: {} questions",
             lesson.id,

@@ -120,6 +120,11 @@ pub struct LessonContent {
     pub try_this: Vec<TryStep>,
     pub exam_tips: Vec<String>,
     pub questions: Vec<Question>,
+    /// What a learner might type to find this lesson besides its title: other names of
+    /// the pattern, AWS services, and problems in plain words ("my database is too
+    /// slow"). The course map's search looks here.
+    #[serde(default)]
+    pub search_terms: Vec<String>,
 }
 
 /// The content files, by lesson id. Adding a lesson's content is adding a line here and a

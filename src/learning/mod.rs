@@ -5,3 +5,4 @@
 pub mod content;
 pub mod progress;
 pub mod quiz;
+pub mod search;

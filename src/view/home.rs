@@ -1,10 +1,11 @@
-//! The home page: every lesson, grouped as in the course catalog, each a link that opens
-//! it at its defaults.
+//! The home page (course map): every lesson, grouped as in the course catalog and
+//! numbered in the suggested order, with its status and score, overall progress, and a
+//! search box that finds lessons by pattern, AWS service or problem in plain words.
 
 use yew::prelude::*;
 
-use crate::learning::content;
 use crate::learning::progress::{LessonStatus, Progress};
+use crate::learning::{content, search};
 use crate::lessons::{self, LessonGroup};
 use crate::route::{LessonRoute, Route};
 
@@ -37,17 +38,69 @@ const GROUPS: [(LessonGroup, &str); 5] = [
     (LessonGroup::Resilience, "Resilience"),
 ];
 
+/// What the search looks through for one lesson.
+fn haystack(lesson: &lessons::LessonSpec) -> Vec<&'static str> {
+    let mut texts = vec![
+        lesson.title,
+        lesson.summary,
+        lesson.id,
+        lesson.group.as_str(),
+    ];
+    if let Some(content) = content::for_lesson(lesson.id) {
+        texts.extend(content.search_terms.iter().map(String::as_str));
+    }
+    texts
+}
+
+/// "2 of 3 lessons mastered · 14 of 20 questions answered correctly".
+fn overall_progress(progress: &Progress) -> String {
+    let (mut mastered, mut lessons, mut correct, mut questions) = (0, 0, 0, 0);
+    for lesson in lessons::catalog() {
+        let Some(content) = content::for_lesson(lesson.id) else {
+            continue;
+        };
+        lessons += 1;
+        questions += content.questions.len();
+        correct += content
+            .questions
+            .iter()
+            .filter(|q| progress.answer(lesson.id, &q.id).is_some_and(|a| a.correct))
+            .count();
+        let ids = content.questions.iter().map(|q| q.id.as_str());
+        if progress.status(lesson.id, ids) == LessonStatus::Mastered {
+            mastered += 1;
+        }
+    }
+    format!(
+        "{mastered} of {lessons} lessons mastered · {correct} of {questions} questions answered correctly"
+    )
+}
+
 #[function_component(Home)]
 pub fn home(props: &HomeProps) -> Html {
+    let query = use_state(String::new);
+    let on_search = {
+        let query = query.clone();
+        Callback::from(move |event: InputEvent| {
+            let input: web_sys::HtmlInputElement = event.target_unchecked_into();
+            query.set(input.value());
+        })
+    };
+    let wanted = search::query_words(&query);
+    let shown: Vec<(usize, &'static lessons::LessonSpec)> = lessons::catalog()
+        .iter()
+        .enumerate()
+        .filter(|(_, lesson)| search::matches(&wanted, &haystack(lesson)))
+        .collect();
     let groups = GROUPS.iter().filter_map(|(group, heading)| {
-        let members: Vec<_> = lessons::catalog()
+        let members: Vec<_> = shown
             .iter()
-            .filter(|lesson| lesson.group == *group)
+            .filter(|(_, lesson)| lesson.group == *group)
             .collect();
         if members.is_empty() {
             return None;
         }
-        let items = members.into_iter().map(|lesson| {
+        let items = members.into_iter().map(|&(index, lesson)| {
             let route = Route::Lesson(LessonRoute::defaults(lesson));
             let href = super::url::query_for(&route);
             let onclick = {
@@ -62,7 +115,10 @@ pub fn home(props: &HomeProps) -> Html {
             };
             html! {
                 <li class="lesson" data-lesson={lesson.id}>
-                    <a class="lesson-title" {href} {onclick}>{ lesson.title }</a>
+                    <div class="lesson-heading">
+                        <span class="lesson-number" aria-label={format!("Lesson {} in the suggested order", index + 1)}>{ format!("{}.", index + 1) }</span>
+                        <a class="lesson-title" {href} {onclick}>{ lesson.title }</a>
+                    </div>
                     <code class="lesson-id">{ lesson.id }</code>
                     <p class="lesson-summary">{ lesson.summary }</p>
                     <p class="lesson-status" data-testid="lesson-status">{ status_text(&props.progress, lesson.id) }</p>
@@ -80,6 +136,21 @@ pub fn home(props: &HomeProps) -> Html {
         <main id="app-root" class="home">
             <h1>{ "Patterns Playground" }</h1>
             <p class="tagline">{ "Distributed design patterns as live, seeded simulations: turn the knobs, break things, and watch what happens." }</p>
+            <p class="overall-progress" data-testid="overall-progress">{ overall_progress(&props.progress) }</p>
+            <div class="lesson-search" role="search">
+                <label for="lesson-search">{ "Find a lesson by pattern, AWS service or problem" }</label>
+                <input id="lesson-search" type="search" value={(*query).clone()} oninput={on_search}
+                    placeholder="e.g. circuit breaker, SQS, traffic spikes" autocomplete="off" />
+                <p class="search-count" aria-live="polite">{
+                    if query.trim().is_empty() {
+                        String::new()
+                    } else if shown.is_empty() {
+                        format!("No lesson matches \"{}\". Try a pattern name, an AWS service or fewer words.", query.trim())
+                    } else {
+                        format!("{} of {} lessons match.", shown.len(), lessons::catalog().len())
+                    }
+                }</p>
+            </div>
             { for groups }
         </main>
     }

@@ -29,3 +29,31 @@ test('home page works on a phone-sized screen', async () => {
   await screenshot(page, 'home-phone');
   assert.deepEqual(page.problems, []);
 });
+
+test('the course map finds lessons by problem, AWS service or pattern, and says when nothing matches', async () => {
+  const page = await openPage(suite.browser);
+  await page.goto(suite.site.url);
+  await page.waitForSelector('[data-lesson="queueing-basics"]');
+  assert.match(await page.textContent('[data-testid="overall-progress"]'), /0 of \d+ lessons mastered/);
+  const visible = async () => page.$$eval('[data-lesson]', (items) => items.map((item) => item.dataset.lesson));
+  const total = (await visible()).length;
+
+  await page.fill('#lesson-search', 'traffic spikes');
+  assert.deepEqual(await visible(), ['queue-load-leveling']);
+  assert.match(await page.textContent('.search-count'), new RegExp(`1 of ${total} lessons match`));
+
+  await page.fill('#lesson-search', 'SQS');
+  assert.ok((await visible()).includes('queue-load-leveling'));
+
+  await page.fill('#lesson-search', 'third-party API is down');
+  assert.deepEqual(await visible(), ['circuit-breaker']);
+
+  await page.fill('#lesson-search', 'zzzz unknown');
+  assert.deepEqual(await visible(), []);
+  assert.match(await page.textContent('.search-count'), /No lesson matches/);
+
+  await page.fill('#lesson-search', '');
+  assert.equal((await visible()).length, total);
+  assert.match(await page.textContent('[data-lesson="circuit-breaker"] .lesson-number'), /^\d+\.$/);
+  assert.deepEqual(page.problems, []);
+});
