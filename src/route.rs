@@ -18,6 +18,10 @@ pub const PARAM_PREFIX: &str = "p.";
 pub enum Route {
     Home,
     Lesson(LessonRoute),
+    /// Every glossary term (`?page=glossary`).
+    Glossary,
+    /// The mixed exam drill across lessons (`?page=drill`).
+    Drill,
 }
 
 /// A lesson with its validated parameters and seed.
@@ -62,10 +66,23 @@ pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> ParsedR
         .find(|(key, _)| *key == "lesson")
         .map(|(_, value)| *value);
     let Some(lesson_id) = lesson_id.filter(|id| !id.is_empty()) else {
-        return ParsedRoute {
-            route: Route::Home,
-            notices,
+        let page = pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == "page")
+            .map(|(_, value)| *value);
+        let route = match page {
+            None | Some("") | Some("home") => Route::Home,
+            Some("glossary") => Route::Glossary,
+            Some("drill") => Route::Drill,
+            Some(other) => {
+                notices.push(format!(
+                    "There is no page called '{other}', so the lesson list is shown instead."
+                ));
+                Route::Home
+            }
         };
+        return ParsedRoute { route, notices };
     };
     let Some(spec) = lessons::find(lesson_id) else {
         notices.push(format!(
@@ -107,6 +124,8 @@ pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> ParsedR
 pub fn to_pairs(route: &Route) -> Vec<(String, String)> {
     match route {
         Route::Home => Vec::new(),
+        Route::Glossary => vec![("page".to_owned(), "glossary".to_owned())],
+        Route::Drill => vec![("page".to_owned(), "drill".to_owned())],
         Route::Lesson(lesson) => {
             let mut pairs = vec![
                 ("lesson".to_owned(), lesson.lesson.to_owned()),
@@ -129,7 +148,7 @@ mod tests {
     fn lesson(parsed: &ParsedRoute) -> &LessonRoute {
         match &parsed.route {
             Route::Lesson(lesson) => lesson,
-            Route::Home => panic!("expected a lesson route"),
+            other => panic!("expected a lesson route, got {other:?}"),
         }
     }
 
@@ -174,6 +193,22 @@ mod tests {
 
     fn queueing_basics_defaults() -> ParamValues {
         lessons::find("queueing-basics").unwrap().default_params()
+    }
+
+    #[test]
+    fn pages_round_trip_and_unknown_pages_go_home_with_a_notice() {
+        for route in [Route::Home, Route::Glossary, Route::Drill] {
+            let pairs = to_pairs(&route);
+            let parsed = parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            assert_eq!(parsed.route, route);
+            assert!(parsed.notices.is_empty());
+        }
+        let parsed = parse([("page", "admin")]);
+        assert_eq!(parsed.route, Route::Home);
+        assert!(parsed.notices[0].contains("admin"));
+        // A lesson wins over a page.
+        let parsed = parse([("page", "glossary"), ("lesson", "queueing-basics")]);
+        assert!(matches!(parsed.route, Route::Lesson(_)));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! run) and stored progress, parsed and validated at the edge.
 
 pub mod content;
+pub mod drill;
+pub mod glossary;
 pub mod progress;
 pub mod quiz;
 pub mod search;

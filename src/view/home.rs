@@ -136,6 +136,10 @@ pub fn home(props: &HomeProps) -> Html {
         <main id="app-root" class="home">
             <h1>{ "Patterns Playground" }</h1>
             <p class="tagline">{ "Distributed design patterns as live, seeded simulations: turn the knobs, break things, and watch what happens." }</p>
+            <nav class="site-nav" aria-label="Study tools">
+                <a href="?page=drill" onclick={props.on_navigate.reform(|event: MouseEvent| { event.prevent_default(); Route::Drill })}>{ "Exam drill" }</a>
+                <a href="?page=glossary" onclick={props.on_navigate.reform(|event: MouseEvent| { event.prevent_default(); Route::Glossary })}>{ "Glossary" }</a>
+            </nav>
             <p class="overall-progress" data-testid="overall-progress">{ overall_progress(&props.progress) }</p>
             <div class="lesson-search" role="search">
                 <label for="lesson-search">{ "Find a lesson by pattern, AWS service or problem" }</label>

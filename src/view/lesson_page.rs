@@ -497,7 +497,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
 
     html! {
         <main id="app-root" class="lesson-page" data-lesson={spec.id}>
-            <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a></nav>
+            <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a>{ " · " }<a href="?page=glossary" target="_blank">{ "Glossary (new tab)" }</a></nav>
             <h1>{ spec.title }</h1>
             <p class="lesson-summary">{ spec.summary }</p>
             { notice }

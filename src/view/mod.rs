@@ -4,7 +4,9 @@
 
 mod breaker_diagram;
 mod charts;
+mod drill_page;
 mod figures;
+mod glossary_page;
 mod home;
 mod injections;
 mod lesson_page;
@@ -13,6 +15,7 @@ mod narrative;
 pub mod panic_banner;
 mod param_controls;
 mod quiz;
+mod rich_text;
 mod runtime;
 mod storage;
 mod sweep_table;
@@ -98,6 +101,12 @@ pub fn app() -> Html {
     let page = match &*route {
         Route::Home => {
             html! { <Home on_navigate={on_navigate.clone()} progress={(*progress).clone()} /> }
+        }
+        Route::Glossary => {
+            html! { <glossary_page::GlossaryPage on_navigate={on_navigate.clone()} /> }
+        }
+        Route::Drill => {
+            html! { <drill_page::DrillPage on_navigate={on_navigate.clone()} /> }
         }
         Route::Lesson(lesson) => {
             let on_route_change = {

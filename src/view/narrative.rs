@@ -5,6 +5,8 @@ use yew::prelude::*;
 
 use crate::learning::content::LessonContent;
 
+use super::rich_text::RichText;
+
 #[derive(Properties, PartialEq)]
 pub struct NarrativeProps {
     pub content: &'static LessonContent,
@@ -18,7 +20,7 @@ pub fn narrative(props: &NarrativeProps) -> Html {
         let paragraphs = section
             .paragraphs
             .iter()
-            .map(|text| html! { <p>{ text.clone() }</p> });
+            .map(|text| html! { <p><RichText text={text.clone()} /></p> });
         html! {
             <section class="narrative-section">
                 <h2>{ section.heading.clone() }</h2>
@@ -30,9 +32,9 @@ pub fn narrative(props: &NarrativeProps) -> Html {
         let onclick = props.on_try.reform(move |_: MouseEvent| index);
         html! {
             <li class="try-step" data-step={index.to_string()}>
-                <p>{ step.text.clone() }</p>
+                <p><RichText text={step.text.clone()} /></p>
                 <button type="button" {onclick}>{ "Set it up" }</button>
-                <p class="try-ask"><strong>{ "Then ask yourself: " }</strong>{ step.ask.clone() }</p>
+                <p class="try-ask"><strong>{ "Then ask yourself: " }</strong><RichText text={step.ask.clone()} /></p>
             </li>
         }
     });
@@ -40,7 +42,7 @@ pub fn narrative(props: &NarrativeProps) -> Html {
         .content
         .exam_tips
         .iter()
-        .map(|tip| html! { <li>{ tip.clone() }</li> });
+        .map(|tip| html! { <li><RichText text={tip.clone()} /></li> });
     html! {
         <div class="narrative">
             { for sections }

@@ -8,6 +8,8 @@ use crate::learning::content::{Question, QuestionKind};
 use crate::learning::progress::AnswerRecord;
 use crate::learning::quiz::{grade, Answer, Grade};
 
+use super::rich_text::RichText;
+
 #[derive(Properties, PartialEq)]
 pub struct QuizProps {
     pub lesson: &'static str,
@@ -88,7 +90,7 @@ fn question_card(props: &QuestionCardProps) -> Html {
                         <label>
                             <input type={kind} name={name.clone()} checked={chosen.contains(&index)}
                                 onchange={toggle(index, single)} />
-                            { option.text.clone() }
+                            <RichText text={option.text.clone()} />
                         </label>
                     </li>
                 }
@@ -102,7 +104,7 @@ fn question_card(props: &QuestionCardProps) -> Html {
                         <label>
                             <input type="radio" name={name.clone()} checked={chosen.contains(&index)}
                                 onchange={toggle(index, true)} />
-                            { option.text.clone() }
+                            <RichText text={option.text.clone()} />
                         </label>
                     </li>
                 }
@@ -218,7 +220,7 @@ fn question_card(props: &QuestionCardProps) -> Html {
             html! {
                 <div class={class} role="status">
                     <p><strong>{ verdict }</strong></p>
-                    { for explanations.into_iter().map(|line| html! { <p>{ line }</p> }) }
+                    { for explanations.into_iter().map(|line| html! { <p><RichText text={line} /></p> }) }
                     <button type="button" onclick={on_retry}>{ "Try again" }</button>
                 </div>
             }
@@ -245,7 +247,7 @@ fn question_card(props: &QuestionCardProps) -> Html {
                 <legend>
                     <span class="question-kind">{ format!("{}. {kind_label}", props.number) }</span>
                     { history }
-                    <span class="question-prompt">{ question.prompt.clone() }</span>
+                    <span class="question-prompt"><RichText text={question.prompt.clone()} /></span>
                 </legend>
                 { inputs }
                 <button type="submit" disabled={matches!(&*result, Some(Ok(_)))}>{ submit_label }</button>
