@@ -91,6 +91,66 @@ impl Progress {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("progress always serialises")
     }
+
+    /// The export file's text: the stored format, indented for people.
+    pub fn to_export(&self) -> String {
+        serde_json::to_string_pretty(self).expect("progress always serialises")
+    }
+
+    /// Answers recorded, over all lessons.
+    pub fn answer_count(&self) -> usize {
+        self.lessons.values().map(BTreeMap::len).sum()
+    }
+
+    /// Adds `other`'s records to these. Where both have a question, the record with more
+    /// attempts wins (it has seen everything the other has), and on a tie `other`'s.
+    pub fn merge(&mut self, other: &Progress) {
+        for (lesson, answers) in &other.lessons {
+            let mine = self.lessons.entry(lesson.clone()).or_default();
+            for (question, record) in answers {
+                let keep_mine = mine
+                    .get(question)
+                    .is_some_and(|existing| existing.attempts > record.attempts);
+                if !keep_mine {
+                    mine.insert(question.clone(), *record);
+                }
+            }
+        }
+    }
+}
+
+/// The largest export file accepted (a real one is a few kilobytes).
+pub const MAX_IMPORT_BYTES: usize = 1 << 20;
+
+/// Reads an exported progress file. Anything that is not exactly an export of this
+/// format is refused with a sentence saying why; the caller keeps its progress then.
+pub fn parse_import(text: &str) -> Result<Progress, String> {
+    if text.len() > MAX_IMPORT_BYTES {
+        return Err(format!(
+            "That file is too large to be a progress export ({} KB; exports are a few KB).",
+            text.len() / 1024
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        "That file is not a progress export from Patterns Playground: it is not JSON.".to_owned()
+    })?;
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    match version {
+        Some(version) if version == u64::from(PROGRESS_VERSION) => {}
+        Some(version) if version > u64::from(PROGRESS_VERSION) => {
+            return Err(format!(
+                "That file was exported by a newer version of the playground (format {version}; this one reads {PROGRESS_VERSION}). Open the newer version to import it."
+            ))
+        }
+        _ => {
+            return Err(
+                "That file is not a progress export from Patterns Playground: it has no format version this version knows.".to_owned(),
+            )
+        }
+    }
+    serde_json::from_value::<Progress>(value).map_err(|error| {
+        format!("That file is not a progress export from Patterns Playground ({error}).")
+    })
 }
 
 /// Parses what storage held. Returns the progress to use and, when stored data had to be
@@ -157,6 +217,60 @@ mod tests {
         let (progress, notice) = parse_stored(Some("{\"version\":99,\"lessons\":{}}"));
         assert_eq!(progress, Progress::new());
         assert!(notice.unwrap().contains("format 99"));
+    }
+
+    #[test]
+    fn an_export_imports_back_and_merges_by_attempts() {
+        let mut laptop = Progress::new();
+        laptop.record("l", "a", false);
+        laptop.record("l", "a", true);
+        laptop.record("l", "b", false);
+        let imported = parse_import(&laptop.to_export()).unwrap();
+        assert_eq!(imported, laptop);
+
+        let mut phone = Progress::new();
+        phone.record("l", "b", true);
+        phone.record("l", "b", true);
+        phone.record("l", "b", true);
+        phone.record("m", "c", true);
+        phone.merge(&imported);
+        // a: only on the laptop; b: the phone's three attempts beat the laptop's one.
+        assert_eq!(
+            phone.answer("l", "a"),
+            Some(AnswerRecord {
+                correct: true,
+                attempts: 2
+            })
+        );
+        assert_eq!(
+            phone.answer("l", "b"),
+            Some(AnswerRecord {
+                correct: true,
+                attempts: 3
+            })
+        );
+        assert_eq!(phone.answer("m", "c").map(|r| r.attempts), Some(1));
+        assert_eq!(phone.answer_count(), 3);
+    }
+
+    #[test]
+    fn foreign_or_newer_files_are_refused_with_a_reason() {
+        let cases = [
+            ("not json at all", "not JSON"),
+            ("{\"name\": \"my notes\"}", "no format version"),
+            ("{\"version\": 7, \"lessons\": {}}", "newer version"),
+            ("{\"version\": 1, \"lessons\": {}, \"theme\": \"dark\"}", "unknown field"),
+            ("{\"version\": 1, \"lessons\": {\"l\": {\"q\": {\"correct\": 1, \"attempts\": 1}}}}", "not a progress export"),
+        ];
+        for (text, reason) in cases {
+            let error = parse_import(text).unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+        let huge = format!(
+            "{{\"version\": 1, \"pad\": \"{}\"}}",
+            "x".repeat(MAX_IMPORT_BYTES)
+        );
+        assert!(parse_import(&huge).unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -9,10 +9,13 @@ use crate::learning::{content, search};
 use crate::lessons::{self, LessonGroup};
 use crate::route::{LessonRoute, Route};
 
+use super::progress_panel::ProgressPanel;
+
 #[derive(Properties, PartialEq)]
 pub struct HomeProps {
     pub on_navigate: Callback<Route>,
     pub progress: Progress,
+    pub on_replace_progress: Callback<Progress>,
 }
 
 /// The lesson's status in words (never colour alone).
@@ -156,6 +159,7 @@ pub fn home(props: &HomeProps) -> Html {
                 }</p>
             </div>
             { for groups }
+            <ProgressPanel progress={props.progress.clone()} on_replace={props.on_replace_progress.clone()} />
         </main>
     }
 }

@@ -14,6 +14,7 @@ mod narration;
 mod narrative;
 pub mod panic_banner;
 mod param_controls;
+mod progress_panel;
 mod quiz;
 mod rich_text;
 mod runtime;
@@ -43,6 +44,13 @@ pub fn app() -> Html {
         notices
     });
     let progress = use_state(|| stored.0.clone());
+    let on_replace_progress = {
+        let progress = progress.clone();
+        Callback::from(move |next: crate::learning::progress::Progress| {
+            storage::save(&next);
+            progress.set(next);
+        })
+    };
     let on_answer = {
         let progress = progress.clone();
         Callback::from(move |(lesson, question, correct): (String, String, bool)| {
@@ -100,7 +108,10 @@ pub fn app() -> Html {
 
     let page = match &*route {
         Route::Home => {
-            html! { <Home on_navigate={on_navigate.clone()} progress={(*progress).clone()} /> }
+            html! {
+                <Home on_navigate={on_navigate.clone()} progress={(*progress).clone()}
+                    on_replace_progress={on_replace_progress.clone()} />
+            }
         }
         Route::Glossary => {
             html! { <glossary_page::GlossaryPage on_navigate={on_navigate.clone()} /> }
