@@ -27,7 +27,16 @@ fn status_text(progress: &Progress, lesson: &str) -> String {
     match progress.status(lesson, ids) {
         LessonStatus::NotStarted => "Not started".to_owned(),
         LessonStatus::InProgress { correct, total } => {
-            format!("In progress: {correct} of {total} correct")
+            let missed = content
+                .questions
+                .iter()
+                .filter(|q| progress.answer(lesson, &q.id).is_some_and(|a| !a.correct))
+                .count();
+            if missed > 0 {
+                format!("In progress: {correct} of {total} correct · {missed} to review")
+            } else {
+                format!("In progress: {correct} of {total} correct")
+            }
         }
         LessonStatus::Mastered => "✓ Mastered".to_owned(),
     }

@@ -23,6 +23,18 @@ pub struct QuizProps {
 #[function_component(Quiz)]
 pub fn quiz(props: &QuizProps) -> Html {
     let correct = props.records.iter().flatten().filter(|r| r.correct).count();
+    // Review mode: the questions missed when it was opened stay listed while they are
+    // retried, so feedback does not vanish the moment an answer turns right.
+    let review = use_state(|| None::<Vec<String>>);
+    let missed: Vec<String> = props
+        .questions
+        .iter()
+        .zip(&props.records)
+        .filter(|(_, record)| record.is_some_and(|r| !r.correct))
+        .map(|(question, _)| question.id.clone())
+        .collect();
+    let shown = |question: &Question| review.as_ref().is_none_or(|ids| ids.contains(&question.id));
+    // Cards outside the review are hidden, not removed, so every card keeps its state.
     let cards = props.questions.iter().enumerate().map(|(index, question)| {
         html! {
             <QuestionCard
@@ -32,15 +44,47 @@ pub fn quiz(props: &QuizProps) -> Html {
                 number={index + 1}
                 record={props.records.get(index).copied().flatten()}
                 on_answer={props.on_answer.clone()}
+                hidden={!shown(question)}
             />
         }
     });
+    let review_bar = match &*review {
+        Some(ids) => {
+            let fixed = ids.len() - ids.iter().filter(|id| missed.contains(id)).count();
+            let leave = {
+                let review = review.clone();
+                Callback::from(move |_: MouseEvent| review.set(None))
+            };
+            html! {
+                <p class="review-bar" role="status">
+                    { format!("Reviewing {} missed question{}: {fixed} now right. ", ids.len(), if ids.len() == 1 { "" } else { "s" }) }
+                    <button type="button" onclick={leave}>{ "Show all questions" }</button>
+                </p>
+            }
+        }
+        None if !missed.is_empty() => {
+            let enter = {
+                let review = review.clone();
+                let missed = missed.clone();
+                Callback::from(move |_: MouseEvent| review.set(Some(missed.clone())))
+            };
+            html! {
+                <p class="review-bar">
+                    <button type="button" onclick={enter} data-testid="review-missed">
+                        { format!("Review the {} you missed", missed.len()) }
+                    </button>
+                </p>
+            }
+        }
+        None => html! {},
+    };
     html! {
         <section class="quiz" aria-labelledby="quiz-heading">
             <h2 id="quiz-heading">{ "Check yourself" }</h2>
             <p class="quiz-score" data-testid="quiz-score">
                 { format!("{correct} of {} answered correctly", props.questions.len()) }
             </p>
+            { review_bar }
             { for cards }
         </section>
     }
@@ -48,6 +92,9 @@ pub fn quiz(props: &QuizProps) -> Html {
 
 #[derive(Properties, PartialEq)]
 struct QuestionCardProps {
+    /// Outside the current review: kept mounted but not shown.
+    #[prop_or_default]
+    hidden: bool,
     lesson: &'static str,
     question: &'static Question,
     number: usize,
@@ -242,7 +289,7 @@ fn question_card(props: &QuestionCardProps) -> Html {
         "Check"
     };
     html! {
-        <form class="question" data-question={question.id.clone()} onsubmit={on_submit}>
+        <form class="question" data-question={question.id.clone()} onsubmit={on_submit} hidden={props.hidden}>
             <fieldset>
                 <legend>
                     <span class="question-kind">{ format!("{}. {kind_label}", props.number) }</span>

@@ -106,3 +106,24 @@ test('damaged stored progress is set aside, not destroyed', async () => {
   assert.equal(await page.evaluate(() => localStorage.getItem('patterns-playground/progress.unreadable')), '{oops');
   assert.deepEqual(page.problems, []);
 });
+
+test('missed questions come back in review mode until they are right', async () => {
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=circuit-breaker`);
+  const card = page.locator('[data-question="why-breaker"]');
+  await card.waitFor();
+  await card.locator('label', { hasText: 'It makes the dependency answer faster.' }).click();
+  await card.locator('button[type=submit]').click();
+  await card.locator('.feedback.wrong').waitFor();
+  await answerChoice(page, 'half-open', ['Moves to HALF_OPEN']);
+
+  await page.click('[data-testid="review-missed"]');
+  assert.equal(await page.locator('.quiz [data-question]:visible').count(), 1, 'only the missed question');
+  await card.locator('text=Try again').click();
+  await answerChoice(page, 'why-breaker', ['Once open, it refuses calls at once']);
+  assert.match(await page.textContent('.review-bar'), /Reviewing 1 missed question: 1 now right/);
+  await page.click('text=Show all questions');
+  assert.equal(await page.locator('.quiz [data-question]:visible').count(), 8);
+  assert.equal(await page.locator('[data-testid="review-missed"]').count(), 0, 'nothing left to review');
+  assert.deepEqual(page.problems, []);
+});
