@@ -1101,22 +1101,10 @@ impl LessonModel for RetriesModel {
                 unit: "×",
             },
             Figure {
-                key: "offered_load",
-                label: "Offered load (last second)",
-                value: self.offered_last as f64,
-                unit: "attempts/s",
-            },
-            Figure {
                 key: "goodput",
                 label: "Goodput (last 5 s)",
                 value: self.goodput(),
                 unit: "calls/s",
-            },
-            Figure {
-                key: "queue_length",
-                label: "Server queue",
-                value: self.queue.len() as f64,
-                unit: "",
             },
             Figure {
                 key: "wasted_work",
