@@ -1063,15 +1063,10 @@ impl LessonModel for RetriesModel {
             queued: self.backing_off,
             ..plain(self.backoff_node)
         });
-        let budget = self.params.toggle("retry_budget");
+        // The tokens themselves are charted (`retry_tokens`); busy/capacity would be read as
+        // work in progress by the status line.
         snapshot.nodes.push(NodeView {
             state: self.budget_state,
-            busy: if budget { self.tokens } else { 0 },
-            capacity: if budget {
-                self.params.integer("budget_capacity") as u32
-            } else {
-                0
-            },
             ..plain(self.budget_node)
         });
         snapshot.collect_tokens(self.core.requests.iter(), token_limit);
