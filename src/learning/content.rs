@@ -142,6 +142,10 @@ const FILES: &[(&str, &str)] = &[
         "circuit-breaker",
         include_str!("../../content/lessons/circuit-breaker.json"),
     ),
+    (
+        "retries",
+        include_str!("../../content/lessons/retries.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

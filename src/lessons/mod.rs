@@ -10,6 +10,7 @@ pub mod journal;
 pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;
+pub mod retries;
 pub mod run;
 pub mod sweep;
 
@@ -95,10 +96,11 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 3] = [
+    static CATALOG: [LessonSpec; 4] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         circuit_breaker::SPEC,
+        retries::SPEC,
     ];
     &CATALOG
 }
