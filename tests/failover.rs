@@ -58,19 +58,27 @@ fn node_state(run: &dyn LessonRun, key: &str) -> NodeState {
 /// First time `key` was logged entering `to`.
 fn logged_state(run: &dyn LessonRun, key: &str, to: NodeState) -> Option<SimTime> {
     let id = run.topology().find(key).unwrap();
-    run.log().entries().iter().find_map(|entry| match entry.what {
-        Notable::StateChanged { node, to: state } if node == id && state == to => Some(entry.time),
-        _ => None,
-    })
+    run.log()
+        .entries()
+        .iter()
+        .find_map(|entry| match entry.what {
+            Notable::StateChanged { node, to: state } if node == id && state == to => {
+                Some(entry.time)
+            }
+            _ => None,
+        })
 }
 
 /// When the standby was first added to the DNS answer.
 fn dns_added(run: &dyn LessonRun, key: &str) -> Option<SimTime> {
     let id = run.topology().find(key).unwrap();
-    run.log().entries().iter().find_map(|entry| match entry.what {
-        Notable::NodeAdded { node } if node == id => Some(entry.time),
-        _ => None,
-    })
+    run.log()
+        .entries()
+        .iter()
+        .find_map(|entry| match entry.what {
+            Notable::NodeAdded { node } if node == id => Some(entry.time),
+            _ => None,
+        })
 }
 
 #[test]
@@ -89,7 +97,10 @@ fn detection_takes_threshold_probes_after_the_failure() {
         let flagged = first_after + (threshold as u64 - 1) * step;
         let expected = (flagged - kill_ticks) as f64 / 1e6;
         let detection = figure(&run, "detection_s");
-        assert_eq!(detection, expected, "interval {interval}, threshold {threshold}");
+        assert_eq!(
+            detection, expected,
+            "interval {interval}, threshold {threshold}"
+        );
         let i = interval as f64;
         let n = threshold as f64;
         assert!(detection > (n - 1.0) * i && detection <= n * i);
@@ -121,8 +132,14 @@ fn the_primary_goes_down_and_traffic_moves_to_the_standby() {
     let rto = figure(&run, "rto_s");
     let detection = figure(&run, "detection_s");
     // RTO = detection + the remaining TTL of the last cache naming the dead site.
-    assert!(rto > detection && rto <= detection + 60.0 + 0.1, "{rto} {detection}");
-    assert!(rto > detection + 50.0, "the last stale cache was renewed just before: {rto}");
+    assert!(
+        rto > detection && rto <= detection + 60.0 + 0.1,
+        "{rto} {detection}"
+    );
+    assert!(
+        rto > detection + 50.0,
+        "the last stale cache was renewed just before: {rto}"
+    );
     assert!(figure(&run, "requests_lost") > 0.0);
     assert_eq!(figure(&run, "stale_clients"), 0.0);
     // Served again at the end: the last minute completed everything it took.
@@ -132,7 +149,11 @@ fn the_primary_goes_down_and_traffic_moves_to_the_standby() {
 
 #[test]
 fn no_client_reaches_the_new_site_before_its_cached_answer_expires() {
-    for (mode, ttl) in [("active-passive", 60), ("active-passive", 300), ("active-active", 120)] {
+    for (mode, ttl) in [
+        ("active-passive", 60),
+        ("active-passive", 300),
+        ("active-active", 120),
+    ] {
         let mode_set = format!("mode={mode}");
         let ttl_set = format!("dns_ttl={ttl}");
         let mut run = start(&[&mode_set, &ttl_set], 11);
@@ -152,7 +173,10 @@ fn no_client_reaches_the_new_site_before_its_cached_answer_expires() {
             if cache.site != 0 || cache.expires <= changed {
                 continue;
             }
-            let arrivals: Vec<_> = trace.iter().filter(|(_, c, _)| *c == client as u32).collect();
+            let arrivals: Vec<_> = trace
+                .iter()
+                .filter(|(_, c, _)| *c == client as u32)
+                .collect();
             for (at, _, site) in &arrivals {
                 if *site == 1 {
                     assert!(
@@ -169,7 +193,10 @@ fn no_client_reaches_the_new_site_before_its_cached_answer_expires() {
                 moved += 1;
             }
         }
-        assert!(moved > 10, "{mode}: clients do move once their caches expire ({moved})");
+        assert!(
+            moved > 10,
+            "{mode}: clients do move once their caches expire ({moved})"
+        );
         run.check_conservation().unwrap();
     }
 }
@@ -183,7 +210,10 @@ fn recovery_time_grows_with_the_ttl_and_with_the_threshold() {
             let ttl_set = format!("dns_ttl={ttl}");
             let run = killed(&[&mode_set, &ttl_set], 5, 100.0, 800.0);
             let rto = figure(&run, "rto_s");
-            assert!(rto > previous, "{mode}: TTL {ttl} gives RTO {rto} after {previous}");
+            assert!(
+                rto > previous,
+                "{mode}: TTL {ttl} gives RTO {rto} after {previous}"
+            );
             previous = rto;
         }
         let mut previous = 0.0;
@@ -192,9 +222,15 @@ fn recovery_time_grows_with_the_ttl_and_with_the_threshold() {
             let threshold_set = format!("failure_threshold={threshold}");
             let run = killed(&[&mode_set, &threshold_set], 5, 100.0, 800.0);
             let rto = figure(&run, "rto_s");
-            assert!(rto > previous, "{mode}: threshold {threshold} gives {rto} after {previous}");
+            assert!(
+                rto > previous,
+                "{mode}: threshold {threshold} gives {rto} after {previous}"
+            );
             let lost = figure(&run, "requests_lost");
-            assert!(lost > lost_before, "{mode}: more loss with a slower verdict");
+            assert!(
+                lost > lost_before,
+                "{mode}: more loss with a slower verdict"
+            );
             previous = rto;
             lost_before = lost;
         }
@@ -209,7 +245,11 @@ fn active_active_loses_fewer_requests_than_active_passive() {
     for seed in 1..=5 {
         let passive = killed(&["mode=active-passive"], seed, 150.0, 600.0);
         let active = killed(&["mode=active-active"], seed, 150.0, 600.0);
-        assert_eq!(passive.summary().generated, active.summary().generated, "same arrivals");
+        assert_eq!(
+            passive.summary().generated,
+            active.summary().generated,
+            "same arrivals"
+        );
         let (lost_p, lost_a) = (
             figure(&passive, "requests_lost"),
             figure(&active, "requests_lost"),
@@ -219,7 +259,11 @@ fn active_active_loses_fewer_requests_than_active_passive() {
             lost_a < 0.75 * lost_p && lost_a > 0.25 * lost_p,
             "seed {seed}: active-active lost {lost_a}, active-passive {lost_p}"
         );
-        assert_eq!(active.summary().rejected, 0, "the survivor has room for everyone");
+        assert_eq!(
+            active.summary().rejected,
+            0,
+            "the survivor has room for everyone"
+        );
     }
 }
 
@@ -243,10 +287,23 @@ fn a_survivor_smaller_than_the_load_saturates_and_sheds() {
     let mut snapshot = Snapshot::default();
     LessonRun::snapshot_into(&run, &mut snapshot, 0);
     let survivor = LessonRun::topology(&run).find("secondary").unwrap();
-    let queued = snapshot.nodes.iter().find(|n| n.node == survivor).unwrap().queued;
-    assert!(queued > 150, "the survivor's queue is near its limit of 200: {queued}");
+    let queued = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.node == survivor)
+        .unwrap()
+        .queued;
+    assert!(
+        queued > 150,
+        "the survivor's queue is near its limit of 200: {queued}"
+    );
     // With enough capacity per site the same failure sheds nothing.
-    let roomy = killed(&["mode=active-active", "load=60", "server_capacity=40"], 9, 120.0, 600.0);
+    let roomy = killed(
+        &["mode=active-active", "load=60", "server_capacity=40"],
+        9,
+        120.0,
+        600.0,
+    );
     assert_eq!(roomy.summary().rejected, 0);
 }
 
@@ -258,7 +315,10 @@ fn a_cold_standby_adds_its_start_up_time() {
     let detected = logged_state(&cold, "check-primary", NodeState::Unhealthy).unwrap();
     let starting = logged_state(&cold, "secondary-1", NodeState::Starting).unwrap();
     let ready = logged_state(&cold, "secondary-1", NodeState::Healthy).unwrap();
-    assert_eq!(starting, detected, "the standby is started when the primary is declared unhealthy");
+    assert_eq!(
+        starting, detected,
+        "the standby is started when the primary is declared unhealthy"
+    );
     assert_eq!(ready - starting, SimDuration::from_secs(120));
     // DNS answers the standby only after its own check passes threshold probes.
     let added = dns_added(&cold, "secondary").unwrap();
@@ -281,9 +341,17 @@ fn restoring_the_primary_fails_back_without_losses() {
     run.check_conservation().unwrap();
     assert_eq!(node_state(&run, "primary"), NodeState::Healthy);
     assert_eq!(node_state(&run, "check-primary"), NodeState::Healthy);
-    assert_eq!(run.model.dns_answers(), [true, false], "failover routing fails back");
+    assert_eq!(
+        run.model.dns_answers(),
+        [true, false],
+        "failover routing fails back"
+    );
     assert!(run.model.client_caches().iter().all(|c| c.site == 0));
-    assert_eq!(figure(&run, "requests_lost"), lost, "both sites serve during failback");
+    assert_eq!(
+        figure(&run, "requests_lost"),
+        lost,
+        "both sites serve during failback"
+    );
     // Nothing left to restore now.
     assert!(matches!(
         run.apply(&LessonCommand::Inject("restore-primary".into())),
@@ -300,7 +368,11 @@ fn one_crashed_server_keeps_the_site_healthy_two_fail_it_over() {
     assert_eq!(node_state(&run, "primary-1"), NodeState::Down);
     assert_eq!(node_state(&run, "primary"), NodeState::Healthy);
     assert_eq!(run.model.dns_answers(), [true, false]);
-    assert_eq!(figure(&run, "rto_s"), 0.0, "no outage: the other server serves");
+    assert_eq!(
+        figure(&run, "rto_s"),
+        0.0,
+        "no outage: the other server serves"
+    );
     inject(&mut run, "kill-server");
     assert_eq!(node_state(&run, "primary"), NodeState::Unhealthy);
     LessonRun::run_until(&mut run, secs(500.0));
@@ -324,12 +396,22 @@ fn the_primary_cannot_die_twice() {
 
 #[test]
 fn conservation_holds_over_seeds_and_commands() {
-    let script = ["kill-server", "kill-primary", "restore-primary", "kill-server", "kill-primary"];
+    let script = [
+        "kill-server",
+        "kill-primary",
+        "restore-primary",
+        "kill-server",
+        "kill-primary",
+    ];
     for seed in 0..6 {
         for mode in ["active-passive", "active-active"] {
             for standby in ["warm", "cold"] {
                 let mut run = start(
-                    &[&format!("mode={mode}"), &format!("standby={standby}"), "load=80"],
+                    &[
+                        &format!("mode={mode}"),
+                        &format!("standby={standby}"),
+                        "load=80",
+                    ],
                     seed,
                 );
                 for (index, id) in script.iter().enumerate() {
@@ -358,7 +440,12 @@ fn a_seeded_run_replays_exactly() {
             .iter()
             .map(|f| format!("{}={}", f.key, f.value))
             .collect();
-        let log: Vec<String> = run.log().entries().iter().map(|e| format!("{e:?}")).collect();
+        let log: Vec<String> = run
+            .log()
+            .entries()
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect();
         (fingerprint(&run.summary()), figures, log)
     };
     assert_eq!(session(12), session(12));

@@ -212,17 +212,32 @@ enum Mode {
 pub enum Event {
     Arrival,
     /// A request's DNS query reaches the DNS service.
-    AtDns { req: u32 },
+    AtDns {
+        req: u32,
+    },
     /// The DNS answer is back at the client, which now sends the request.
-    Answered { req: u32 },
+    Answered {
+        req: u32,
+    },
     /// A request reaches its site's load balancer.
-    AtSite { req: u32 },
+    AtSite {
+        req: u32,
+    },
     /// A server finishes a request (ignored if the server died since: `life` differs).
-    Done { server: u16, life: u32, req: u32 },
+    Done {
+        server: u16,
+        life: u32,
+        req: u32,
+    },
     /// A health-check probe of a site.
-    Probe { site: u8 },
+    Probe {
+        site: u8,
+    },
     /// A starting server is ready.
-    Booted { server: u16, life: u32 },
+    Booted {
+        server: u16,
+        life: u32,
+    },
     /// The instant the open outage may be over (re-checked when it fires).
     RecoveryCheck,
 }
@@ -333,21 +348,24 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
     let per_site = params.integer("servers_per_site") as usize;
     let mut topology = Topology::default();
     let clients_node = topology.add_node("clients", "Clients", NodeKind::Source, 0.0, 0.5);
-    let dns_node = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.17, 0.06);
+    let dns_node = topology.add_node("dns", "Route 53", NodeKind::Router, 0.17, 0.06);
     let edge_lookup = topology.add_edge(clients_node, dns_node);
     let edge_answer = topology.add_edge(dns_node, clients_node);
     let served_node = topology.add_node("served", "Served", NodeKind::Sink, 1.0, 0.5);
-    let (label_a, label_b) = match mode {
-        Mode::ActivePassive => ("AZ-a primary", "AZ-b standby"),
-        Mode::ActiveActive => ("AZ-a active", "AZ-b active"),
-    };
     let mut phase_rng = SimRng::new(seed.0, "probe-phase");
     let interval = interval_of(params);
     let mut sites = Vec::new();
     let mut servers = Vec::new();
     for (index, (key, label, check_key, check_label, y, check_y)) in [
-        ("primary", label_a, "check-primary", "Check AZ-a", 0.3, 0.0),
-        ("secondary", label_b, "check-secondary", "Check AZ-b", 0.7, 1.0),
+        ("primary", "AZ-a", "check-primary", "Check AZ-a", 0.3, 0.0),
+        (
+            "secondary",
+            "AZ-b",
+            "check-secondary",
+            "Check AZ-b",
+            0.7,
+            1.0,
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -357,13 +375,14 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
         topology.add_edge(check_node, node);
         let edge = topology.add_edge(clients_node, node);
         let letter = if index == 0 { 'a' } else { 'b' };
-        // Servers of a site share a band of height 0.38 beside it.
-        let band_top = if index == 0 { 0.06 } else { 0.56 };
+        // Servers of a site share a band of height 0.36 beside it, clear of the other
+        // site's band (boxes are about 0.11 high).
+        let band_top = if index == 0 { 0.06 } else { 0.58 };
         for s in 0..per_site {
             let sy = if per_site == 1 {
-                band_top + 0.19
+                y
             } else {
-                band_top + 0.38 * s as f32 / (per_site - 1) as f32
+                band_top + 0.36 * s as f32 / (per_site - 1) as f32
             };
             let server_node = topology.add_node(
                 &format!("{key}-{}", s + 1),
@@ -443,7 +462,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
         client_rng: SimRng::new(seed.0, "client-pick"),
         resolver_rng: SimRng::new(seed.0, "resolver"),
         service_rng: SimRng::new(seed.0, "service"),
-        gauge_clients: [core.gauge("clients_using_az-a"), core.gauge("clients_using_az-b")],
+        gauge_clients: [
+            core.gauge("clients_using_az-a"),
+            core.gauge("clients_using_az-b"),
+        ],
         gauge_waiting: [core.gauge("waiting_in_az-a"), core.gauge("waiting_in_az-b")],
         gauge_serving: core.gauge("serving_servers"),
         core,
@@ -470,7 +492,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
     model.update_serving_gauge(SimTime::ZERO);
     model.arrivals.rearm(&mut scheduler);
     for site in 0..2 {
-        scheduler.schedule_in(model.sites[site].probe_phase, Event::Probe { site: site as u8 });
+        scheduler.schedule_in(
+            model.sites[site].probe_phase,
+            Event::Probe { site: site as u8 },
+        );
     }
     Simulation::new(model, scheduler)
 }
@@ -490,7 +515,11 @@ impl FailoverModel {
         if !self.sites[site].up {
             return NodeState::Down;
         }
-        let states = self.servers.iter().filter(|s| s.site == site).map(|s| s.state);
+        let states = self
+            .servers
+            .iter()
+            .filter(|s| s.site == site)
+            .map(|s| s.state);
         let mut any_starting = false;
         let mut all_off = true;
         for state in states {
@@ -812,7 +841,9 @@ impl FailoverModel {
             if state != self.sites[site].shown {
                 self.sites[site].shown = state;
                 let node = self.sites[site].node;
-                self.core.log.push(now, Notable::StateChanged { node, to: state });
+                self.core
+                    .log
+                    .push(now, Notable::StateChanged { node, to: state });
             }
             let live = self.live(site);
             let entry = &mut self.sites[site];
@@ -941,12 +972,12 @@ impl FailoverModel {
     fn dns_changed(&mut self, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
         let answer = self.dns_answer();
-        for site in 0..2 {
-            if answer[site] != self.answer[site] {
+        for (site, (&new, &old)) in answer.iter().zip(&self.answer).enumerate() {
+            if new != old {
                 let node = self.sites[site].node;
                 self.core.log.push(
                     now,
-                    if answer[site] {
+                    if new {
                         Notable::NodeAdded { node }
                     } else {
                         Notable::NodeRemoved { node }
@@ -1141,8 +1172,10 @@ impl LessonModel for FailoverModel {
                     ..plain(site.node)
                 }
             });
-            // The check shows its verdict and the streak of probes against it, e.g.
-            // "healthy · 2/3": two failed probes of the three that flip it.
+            // The check shows its verdict and, while probes disagree with it, their
+            // streak against the threshold: "healthy · 2/3" = two failed probes of the
+            // three that flip it.
+            let counting = site.streak > 0;
             snapshot.nodes.push(NodeView {
                 node: site.check_node,
                 state: if site.status_healthy {
@@ -1151,7 +1184,7 @@ impl LessonModel for FailoverModel {
                     NodeState::Unhealthy
                 },
                 busy: site.streak,
-                capacity: threshold,
+                capacity: if counting { threshold } else { 0 },
                 queued: 0,
             });
         }
@@ -1217,11 +1250,7 @@ impl LessonModel for FailoverModel {
             Figure {
                 key: "load_ratio",
                 label: "Load ÷ capacity DNS sends to",
-                value: if capacity > 0.0 {
-                    load / capacity
-                } else {
-                    0.0
-                },
+                value: if capacity > 0.0 { load / capacity } else { 0.0 },
                 unit: "",
             },
         ]
