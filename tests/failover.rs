@@ -286,7 +286,7 @@ fn a_survivor_smaller_than_the_load_saturates_and_sheds() {
     assert!(after.latency_p99 > 3.0, "queueing delay grows: {after:?}");
     let mut snapshot = Snapshot::default();
     LessonRun::snapshot_into(&run, &mut snapshot, 0);
-    let survivor = LessonRun::topology(&run).find("secondary").unwrap();
+    let survivor = LessonRun::topology(&run).find("secondary-queue").unwrap();
     let queued = snapshot
         .nodes
         .iter()

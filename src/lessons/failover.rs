@@ -194,7 +194,9 @@ pub const SLOTS: u32 = 4;
 const LOOKUP_HOP: SimDuration = SimDuration::from_millis(30);
 /// Client → site.
 const SITE_HOP: SimDuration = SimDuration::from_millis(60);
-/// Site load balancer → server.
+/// Site load balancer → its queue.
+const QUEUE_HOP: SimDuration = SimDuration::from_millis(10);
+/// Site queue → server.
 const SERVER_HOP: SimDuration = SimDuration::from_millis(15);
 const SERVICE_CV: f64 = 0.5;
 
@@ -221,6 +223,10 @@ pub enum Event {
     },
     /// A request reaches its site's load balancer.
     AtSite {
+        req: u32,
+    },
+    /// A request reaches its site's queue.
+    AtQueue {
         req: u32,
     },
     /// A server finishes a request (ignored if the server died since: `life` differs).
@@ -258,6 +264,9 @@ struct Site {
     check_node: NodeId,
     /// Client → site edge.
     edge: EdgeId,
+    /// The site's request queue, and the load balancer → queue edge.
+    queue_node: NodeId,
+    queue_edge: EdgeId,
     /// The Availability Zone itself has power and network.
     up: bool,
     queue: VecDeque<u32>,
@@ -348,7 +357,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
     let per_site = params.integer("servers_per_site") as usize;
     let mut topology = Topology::default();
     let clients_node = topology.add_node("clients", "Clients", NodeKind::Source, 0.0, 0.5);
-    let dns_node = topology.add_node("dns", "Route 53", NodeKind::Router, 0.17, 0.06);
+    let dns_node = topology.add_node("dns", "Route 53", NodeKind::Router, 0.12, 0.06);
     let edge_lookup = topology.add_edge(clients_node, dns_node);
     let edge_answer = topology.add_edge(dns_node, clients_node);
     let served_node = topology.add_node("served", "Served", NodeKind::Sink, 1.0, 0.5);
@@ -370,10 +379,18 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
     .into_iter()
     .enumerate()
     {
-        let node = topology.add_node(key, label, NodeKind::Router, 0.42, y);
-        let check_node = topology.add_node(check_key, check_label, NodeKind::Guard, 0.42, check_y);
+        let node = topology.add_node(key, label, NodeKind::Router, 0.27, y);
+        let check_node = topology.add_node(check_key, check_label, NodeKind::Guard, 0.27, check_y);
         topology.add_edge(check_node, node);
         let edge = topology.add_edge(clients_node, node);
+        let queue_node = topology.add_node(
+            &format!("{key}-queue"),
+            &format!("{label} queue"),
+            NodeKind::Queue,
+            0.51,
+            y,
+        );
+        let queue_edge = topology.add_edge(node, queue_node);
         let letter = if index == 0 { 'a' } else { 'b' };
         // Servers of a site share a band of height 0.36 beside it, clear of the other
         // site's band (boxes are about 0.11 high).
@@ -388,10 +405,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
                 &format!("{key}-{}", s + 1),
                 &format!("Server {letter}{}", s + 1),
                 NodeKind::Server,
-                0.7,
+                0.78,
                 sy,
             );
-            let server_edge = topology.add_edge(node, server_node);
+            let server_edge = topology.add_edge(queue_node, server_node);
             topology.add_edge(server_node, served_node);
             let state = if index == SECONDARY && cold {
                 NodeState::Off
@@ -412,6 +429,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<FailoverModel>
             node,
             check_node,
             edge,
+            queue_node,
+            queue_edge,
             up: true,
             queue: VecDeque::new(),
             status_healthy: true,
@@ -662,6 +681,26 @@ impl FailoverModel {
             self.lose(req, now);
             return;
         }
+        self.core.requests.move_to(
+            entry.key,
+            Place::OnEdge {
+                edge: self.sites[entry.site].queue_edge,
+                depart: now,
+                arrive: now + QUEUE_HOP,
+            },
+        );
+        scheduler.schedule_in(QUEUE_HOP, Event::AtQueue { req });
+    }
+
+    /// The site queues the request, or sheds it when the queue is full.
+    fn at_queue(&mut self, req: u32, scheduler: &mut Scheduler<Event>) {
+        let now = scheduler.now();
+        let entry = self.reqs[req as usize];
+        if !self.live(entry.site) {
+            // The site died while the request was being handed to its queue.
+            self.lose(req, now);
+            return;
+        }
         let site = &mut self.sites[entry.site];
         if site.queue.len() >= self.params.integer("queue_limit") as usize {
             let entry = self.reqs.remove(req as usize);
@@ -670,7 +709,7 @@ impl FailoverModel {
             return;
         }
         site.queue.push_back(req);
-        let node = site.node;
+        let node = site.queue_node;
         self.core
             .requests
             .move_to(entry.key, Place::Queued { node, since: now });
@@ -1144,6 +1183,7 @@ impl Model for FailoverModel {
             Event::AtDns { req } => self.at_dns(req, scheduler),
             Event::Answered { req } => self.answered(req, scheduler),
             Event::AtSite { req } => self.at_site(req, scheduler),
+            Event::AtQueue { req } => self.at_queue(req, scheduler),
             Event::Done { server, life, req } => self.done(server, life, req, scheduler),
             Event::Probe { site } => self.probe(site as usize, scheduler),
             Event::Booted { server, life } => self.booted(server, life, scheduler),
@@ -1166,11 +1206,13 @@ impl LessonModel for FailoverModel {
         let threshold = self.params.integer("failure_threshold") as u32;
         for site in &self.sites {
             snapshot.nodes.push(NodeView {
+                state: site.shown,
+                ..plain(site.node)
+            });
+            snapshot.nodes.push(NodeView {
+                state: site.shown,
                 queued: site.queue.len() as u32,
-                ..NodeView {
-                    state: site.shown,
-                    ..plain(site.node)
-                }
+                ..plain(site.queue_node)
             });
             // The check shows its verdict and, while probes disagree with it, their
             // streak against the threshold: "healthy · 2/3" = two failed probes of the
