@@ -111,3 +111,24 @@ test('side by side on one seed: active-active loses fewer requests than active-p
   await screenshot(page, 'failover-side-by-side');
   assert.deepEqual(page.problems, []);
 });
+
+test('active-active with a survivor smaller than the load: its queue fills and it sheds', async () => {
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=failover&seed=1&p.mode=active-active&p.load=60`);
+  await page.waitForSelector('[data-node="secondary-queue"]');
+  await page.selectOption('.speed select', '25');
+  await page.click('.play');
+  await page.waitForFunction(() => /t = ([3-9]\d|\d{3,})\.\d s/.test(document.querySelector('.clock').textContent));
+  await page.click('[data-injection="kill-primary"]');
+  await page.click('.play');
+  await page.click('text=Run to 600 s');
+  await page.waitForFunction(() => /t = 600\.0 s/.test(document.querySelector('.clock').textContent), null, {
+    timeout: 60_000,
+  });
+  const waiting = Number((await page.textContent('[data-node="secondary-queue"]')).match(/(\d+) waiting/)[1]);
+  assert.ok(waiting > 150, `the survivor's queue is near its limit: ${waiting}`);
+  assert.ok((await figure(page, 'rejected')) > 3000, 'the survivor sheds what it cannot serve');
+  assert.equal(await figure(page, 'load_ratio'), 1.5);
+  await screenshot(page, 'failover-survivor-saturated');
+  assert.deepEqual(page.problems, []);
+});
