@@ -544,12 +544,12 @@ impl FailoverModel {
         for state in states {
             match state {
                 NodeState::Healthy => return NodeState::Healthy,
-                NodeState::Starting => any_starting = true,
+                NodeState::Starting => {
+                    any_starting = true;
+                    all_off = false;
+                }
                 NodeState::Off => {}
                 _ => all_off = false,
-            }
-            if state != NodeState::Off {
-                all_off = false;
             }
         }
         if any_starting {
