@@ -146,6 +146,10 @@ const FILES: &[(&str, &str)] = &[
         "retries",
         include_str!("../../content/lessons/retries.json"),
     ),
+    (
+        "failover",
+        include_str!("../../content/lessons/failover.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

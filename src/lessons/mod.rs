@@ -6,6 +6,7 @@
 
 pub mod circuit_breaker;
 pub mod core;
+pub mod failover;
 pub mod journal;
 pub mod load_leveling;
 pub mod params;
@@ -96,9 +97,10 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 4] = [
+    static CATALOG: [LessonSpec; 5] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
+        failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
     ];
