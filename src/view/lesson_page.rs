@@ -466,13 +466,15 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 let rows = [
                     ("Completed", summary.completed.to_string()),
                     ("Failed", summary.failed.to_string()),
+                    ("Rejected", summary.rejected.to_string()),
                     ("p99 latency", format!("{:.2} s", summary.latency_p99)),
                 ]
                 .into_iter()
                 .chain(
+                    // A lesson lists its figures most important first.
                     run.extra_figures()
                         .into_iter()
-                        .take(1)
+                        .take(4)
                         .map(|f| (f.label, format_figure(&f))),
                 );
                 html! {

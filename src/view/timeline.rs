@@ -14,6 +14,8 @@ use super::narration::describe_event;
 const MARKER_LIMIT: usize = 80;
 /// Rows of markers.
 const LANES: usize = 3;
+/// Events closer than this (percent of the track) are one marker.
+const SAME_INSTANT: f64 = 0.3;
 
 #[derive(Properties, PartialEq)]
 pub struct TimelineProps {
@@ -63,20 +65,34 @@ pub fn timeline(props: &TimelineProps) -> Html {
         .iter()
         .filter(|event| marker_look(event).is_some())
         .collect();
-    let stride = interesting.len().div_ceil(MARKER_LIMIT).max(1);
+    // Events at (almost) the same instant share one marker that lists them all, so a
+    // failure that changes four things at once is one button, not a pile.
+    let mut groups: Vec<Vec<&LoggedEvent>> = Vec::new();
+    for event in interesting {
+        let percent = event.time.as_secs_f64() / horizon * 100.0;
+        match groups.last_mut() {
+            Some(group)
+                if percent - group[0].time.as_secs_f64() / horizon * 100.0 < SAME_INSTANT =>
+            {
+                group.push(event)
+            }
+            _ => groups.push(vec![event]),
+        }
+    }
+    let stride = groups.len().div_ceil(MARKER_LIMIT).max(1);
     // Markers closer than ~2% of the track stack in lanes so each stays clickable.
     let mut lane_ends = [f64::NEG_INFINITY; LANES];
-    let placed: Vec<(&LoggedEvent, f64, usize)> = interesting
+    let placed: Vec<(&Vec<&LoggedEvent>, f64, usize)> = groups
         .iter()
         .step_by(stride)
-        .map(|event| {
-            let percent = (event.time.as_secs_f64() / horizon * 100.0).clamp(0.0, 100.0);
+        .map(|group| {
+            let percent = (group[0].time.as_secs_f64() / horizon * 100.0).clamp(0.0, 100.0);
             let lane = lane_ends
                 .iter()
                 .position(|&end| percent - end >= 2.0)
                 .unwrap_or(LANES - 1);
             lane_ends[lane] = percent;
-            (*event, percent, lane)
+            (group, percent, lane)
         })
         .collect();
     let lanes_used = placed
@@ -84,13 +100,27 @@ pub fn timeline(props: &TimelineProps) -> Html {
         .map(|(_, _, lane)| lane + 1)
         .max()
         .unwrap_or(1);
-    let markers = placed.into_iter().map(|(event, percent, lane)| {
-        let (glyph, class) = marker_look(event).expect("filtered above");
-        let at = event.time.as_secs_f64();
+    let markers = placed.into_iter().map(|(group, percent, lane)| {
+        // The group shows its injection if it has one, else its first event.
+        let lead = group
+            .iter()
+            .find(|event| matches!(event.what, Notable::Injected { .. }))
+            .unwrap_or(&group[0]);
+        let (glyph, class) = marker_look(lead).expect("filtered above");
+        let at = group[0].time.as_secs_f64();
         let left = format!("left: {percent:.3}%; top: {}rem", lane as f64 * 1.6);
-        let text = describe_event(&props.topology, event);
+        let text = group
+            .iter()
+            .map(|event| describe_event(&props.topology, event))
+            .collect::<Vec<_>>()
+            .join("; ");
         let seek = props.on_seek.reform(move |_: MouseEvent| at);
         let future = at > props.now;
+        let glyph = if group.len() > 1 {
+            format!("{glyph}{}", group.len())
+        } else {
+            glyph.to_owned()
+        };
         html! {
             <li class={classes!("marker", class, future.then_some("future"))} style={left}>
                 <button type="button" title={text.clone()} aria-label={format!("Jump to: {text}")} onclick={seek}>
