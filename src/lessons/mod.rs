@@ -5,6 +5,7 @@
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
 pub mod core;
+pub mod disaster_recovery;
 pub mod journal;
 pub mod load_leveling;
 pub mod params;
@@ -94,7 +95,11 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 2] = [queueing_basics::SPEC, load_leveling::SPEC];
+    static CATALOG: [LessonSpec; 3] = [
+        queueing_basics::SPEC,
+        load_leveling::SPEC,
+        disaster_recovery::SPEC,
+    ];
     &CATALOG
 }
 
