@@ -7,8 +7,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use patterns_playground::lessons::disaster_recovery::{
-    self, monthly_cost, simulation, DisasterRecoveryModel, Strategy, DB_PROMOTION, SPEC,
-    STRATEGIES,
+    self, monthly_cost, simulation, DisasterRecoveryModel, Strategy, DB_PROMOTION, SPEC, STRATEGIES,
 };
 use patterns_playground::lessons::params::{ParamValue, ParamValues, Seed};
 use patterns_playground::lessons::run::{fingerprint, CommandError, LessonCommand, LessonRun};
@@ -55,7 +54,10 @@ fn default_run(word: &str, seed: u64) -> Box<dyn LessonRun> {
 #[test]
 fn rto_falls_and_cost_rises_in_the_whitepapers_order() {
     let runs: Vec<_> = STRATEGIES.iter().map(|word| default_run(word, 1)).collect();
-    let rto: Vec<f64> = runs.iter().map(|run| figure(run.as_ref(), "rto_s")).collect();
+    let rto: Vec<f64> = runs
+        .iter()
+        .map(|run| figure(run.as_ref(), "rto_s"))
+        .collect();
     let cost: Vec<f64> = runs
         .iter()
         .map(|run| figure(run.as_ref(), "monthly_cost"))
@@ -82,7 +84,8 @@ fn rto_falls_and_cost_rises_in_the_whitepapers_order() {
 
 #[test]
 fn rto_is_the_sum_of_its_phases() {
-    let (detection, provisioning, restore, ttl): (f64, f64, f64, f64) = (90.0, 900.0, 5400.0, 120.0);
+    let (detection, provisioning, restore, ttl): (f64, f64, f64, f64) =
+        (90.0, 900.0, 5400.0, 120.0);
     let promotion = DB_PROMOTION.as_secs_f64();
     let expected = [
         // Restore and provisioning run in parallel, then DNS moves.
@@ -117,7 +120,11 @@ fn rto_is_the_sum_of_its_phases() {
         );
         run.run_until(secs(18_000.0));
         assert_eq!(figure(run.as_ref(), "rto_s"), rto, "{word} RTO");
-        assert_eq!(figure(run.as_ref(), "full_capacity_s"), full, "{word} full capacity");
+        assert_eq!(
+            figure(run.as_ref(), "full_capacity_s"),
+            full,
+            "{word} full capacity"
+        );
     }
 }
 
@@ -137,6 +144,9 @@ fn phases(run: &dyn LessonRun, lost_at: f64) -> Vec<(String, NodeState, f64)> {
         .collect()
 }
 
+/// A node key, the state it changes to, seconds after the loss.
+type Phase = (&'static str, NodeState, f64);
+
 #[test]
 fn each_recovery_phase_is_a_state_change_on_the_timeline() {
     use NodeState::*;
@@ -148,7 +158,7 @@ fn each_recovery_phase_is_a_state_change_on_the_timeline() {
     };
     let lost = [("primary-app", Down, 0.0), ("primary-db", Down, 0.0)];
     let declared = ("health-check", Unhealthy, 60.0);
-    let cases: [(&str, Vec<(&str, NodeState, f64)>); 4] = [
+    let cases: [(&str, Vec<Phase>); 4] = [
         (
             "backup-restore",
             vec![
@@ -232,7 +242,11 @@ fn writes_lost_are_exactly_those_after_the_newest_replicated_point() {
         run.run_until(secs(loss + 1.0));
         let lost = figure(run.as_ref(), "writes_lost") as u64;
         let commits = commits_without_loss(&assignments, seed, &[loss - lag, loss]);
-        assert_eq!(lost, commits[1] - commits[0], "{word} lag {lag} seed {seed}");
+        assert_eq!(
+            lost,
+            commits[1] - commits[0],
+            "{word} lag {lag} seed {seed}"
+        );
         assert_eq!(figure(run.as_ref(), "rpo_s"), lag, "RPO is the lag");
         if lag >= 60.0 {
             assert!(lost > 0, "a long lag loses writes");
@@ -270,7 +284,11 @@ fn backup_and_restore_loses_the_writes_after_the_newest_copied_backup() {
         }
         let commits = commits_without_loss(&assignments, seed, &[point, loss]);
         let lost = figure(run.as_ref(), "writes_lost") as u64;
-        assert_eq!(lost, commits[1] - commits[0], "interval {interval} loss {loss}");
+        assert_eq!(
+            lost,
+            commits[1] - commits[0],
+            "interval {interval} loss {loss}"
+        );
         let rpo = figure(run.as_ref(), "rpo_s");
         assert_eq!(rpo, loss - point);
         if point > 0.0 {
@@ -309,7 +327,10 @@ fn multi_site_loses_requests_only_until_dns_has_moved() {
     // Half of 2 req/s goes to the lost region until detection, then a share falling
     // linearly to zero over the TTL: 0.5 × 2 × (60 + 30) = 90 expected, plus the few
     // requests in the region at the loss.
-    assert!((40..=160).contains(&during), "errors during the outage: {during}");
+    assert!(
+        (40..=160).contains(&during),
+        "errors during the outage: {during}"
+    );
     run.check_conservation().unwrap();
 }
 
@@ -329,7 +350,10 @@ fn a_small_warm_standby_serves_at_reduced_capacity_until_scaled_up() {
     // is scaled up; a full-size standby loses nothing once DNS has moved.
     assert!(small.summary().failed - small_at_switch > 300);
     assert_eq!(full.summary().failed, full_at_switch);
-    assert_eq!(figure(full.as_ref(), "full_capacity_s"), figure(full.as_ref(), "rto_s"));
+    assert_eq!(
+        figure(full.as_ref(), "full_capacity_s"),
+        figure(full.as_ref(), "rto_s")
+    );
     assert!(figure(small.as_ref(), "monthly_cost") < figure(full.as_ref(), "monthly_cost"));
 }
 
@@ -355,7 +379,11 @@ fn monthly_cost_follows_the_documented_unit_prices() {
 #[test]
 fn the_region_back_before_the_declaration_loses_nothing() {
     let mut run = start(
-        &["strategy=pilot-light", "scheduled_failure=off", "detection_time=600"],
+        &[
+            "strategy=pilot-light",
+            "scheduled_failure=off",
+            "detection_time=600",
+        ],
         9,
     );
     run.run_until(secs(3000.0));
@@ -395,7 +423,12 @@ fn the_region_back_after_the_declaration_stays_fenced_while_dr_takes_over() {
     let mut snapshot = Default::default();
     run.snapshot_into(&mut snapshot, 100);
     let primary = run.topology().find("primary-app").unwrap();
-    let state = snapshot.nodes.iter().find(|n| n.node == primary).unwrap().state;
+    let state = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.node == primary)
+        .unwrap()
+        .state;
     assert_eq!(state, NodeState::Off, "fenced, not serving");
     let refused = run.apply(&LessonCommand::Inject("restore-region".into()));
     assert!(matches!(refused, Err(CommandError::NotApplicable { .. })));
@@ -455,7 +488,11 @@ fn a_seeded_run_replays_identically() {
             .iter()
             .map(|entry| format!("{entry:?}"))
             .collect();
-        (fingerprint(&run.summary()), log, format!("{:?}", run.extra_figures()))
+        (
+            fingerprint(&run.summary()),
+            log,
+            format!("{:?}", run.extra_figures()),
+        )
     };
     assert_eq!(session(11), session(11));
     assert_ne!(session(11).0, session(12).0);
@@ -465,7 +502,11 @@ fn a_seeded_run_replays_identically() {
 fn a_default_run_is_fast() {
     let started = std::time::Instant::now();
     let run = default_run("multi-site", 1);
-    assert!(run.events_processed() < 400_000, "{}", run.events_processed());
+    assert!(
+        run.events_processed() < 400_000,
+        "{}",
+        run.events_processed()
+    );
     // Generous for debug builds; a release build takes a few tens of milliseconds.
     assert!(started.elapsed().as_secs_f64() < 5.0);
 }

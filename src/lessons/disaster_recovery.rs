@@ -75,7 +75,12 @@ pub const SPEC: LessonSpec = LessonSpec {
 };
 
 /// The strategy options, in the whitepaper's order (cheapest and slowest first).
-pub const STRATEGIES: &[&str] = &["backup-restore", "pilot-light", "warm-standby", "multi-site"];
+pub const STRATEGIES: &[&str] = &[
+    "backup-restore",
+    "pilot-light",
+    "warm-standby",
+    "multi-site",
+];
 
 const fn number(
     name: &'static str,
@@ -221,21 +226,43 @@ enum PrimaryState {
 pub enum Event {
     ReadArrival,
     WriteArrival,
-    AtDns { req: u32 },
-    AtApp { req: u32 },
-    ServiceDone { req: u32 },
-    AtDb { req: u32 },
-    QueueTimeout { req: u32 },
+    AtDns {
+        req: u32,
+    },
+    AtApp {
+        req: u32,
+    },
+    ServiceDone {
+        req: u32,
+    },
+    AtDb {
+        req: u32,
+    },
+    QueueTimeout {
+        req: u32,
+    },
     BackupTaken,
     /// A backup taken at `taken` holding `writes` primary commits reaches the DR region
     /// (ignored if the primary was lost meanwhile: `life` differs).
-    BackupCopied { taken: SimTime, writes: u64, life: u32 },
+    BackupCopied {
+        taken: SimTime,
+        writes: u64,
+        life: u32,
+    },
     RegionFails,
     /// Recovery steps of incident `incident` (stale after the region came back in time).
-    Declared { incident: u32 },
-    DataReady { incident: u32 },
-    CapacityReady { incident: u32 },
-    DnsSettled { incident: u32 },
+    Declared {
+        incident: u32,
+    },
+    DataReady {
+        incident: u32,
+    },
+    CapacityReady {
+        incident: u32,
+    },
+    DnsSettled {
+        incident: u32,
+    },
 }
 
 struct Region {
@@ -348,13 +375,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
     let mut topology = Topology::default();
     let users = topology.add_node("users", "Users", NodeKind::Source, 0.0, 0.5);
     let dns = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.2, 0.5);
-    let health_check = topology.add_node(
-        "health-check",
-        "Health check",
-        NodeKind::Guard,
-        0.2,
-        0.08,
-    );
+    let health_check =
+        topology.add_node("health-check", "Health check", NodeKind::Guard, 0.2, 0.08);
     let primary_app = topology.add_node(
         "primary-app",
         "Primary app tier",
@@ -384,13 +406,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
     let dr_to_db = topology.add_edge(dr_app, dr_db);
     topology.add_edge(health_check, primary_app);
     let backups = if strategy == Strategy::BackupRestore {
-        let vault = topology.add_node(
-            "backups",
-            "Backup copies (DR)",
-            NodeKind::Store,
-            0.86,
-            0.5,
-        );
+        let vault = topology.add_node("backups", "Backup copies (DR)", NodeKind::Store, 0.86, 0.5);
         topology.add_edge(primary_db, vault);
         topology.add_edge(vault, dr_db);
         Some(vault)
@@ -1029,9 +1045,7 @@ impl DisasterRecoveryModel {
         } else {
             ("read_rate", &mut self.reads)
         };
-        timer
-            .arrivals
-            .set_shape(steady(self.params.number(name)));
+        timer.arrivals.set_shape(steady(self.params.number(name)));
         timer.rearm(scheduler);
     }
 
@@ -1101,10 +1115,7 @@ impl LessonModel for DisasterRecoveryModel {
             ..plain(self.health_check)
         });
         for region in [&self.primary, &self.dr] {
-            let serving = matches!(
-                region.app_state,
-                NodeState::Healthy | NodeState::Starting
-            );
+            let serving = matches!(region.app_state, NodeState::Healthy | NodeState::Starting);
             snapshot.nodes.push(NodeView {
                 node: region.app,
                 state: region.app_state,
