@@ -36,10 +36,10 @@
 //! the loss, counted one by one; RPO = loss time − recovery point (the newest copied
 //! backup, or the replication stream's position).
 //!
-//! Requests are tokens: users → DNS → a region's app tier (one request at a time per
-//! instance, log-normal service time with mean 2 s; production runs 8 instances at 50 %
-//! utilisation; a request waits at most 10 s for an instance, then the user gets an error);
-//! writes then travel to the region's database and commit there. Equations, prices and
+//! Requests are tokens: users → DNS → a region's waiting line → its app tier (one request
+//! at a time per instance, log-normal service time with mean 2 s; production runs 8
+//! instances at 50 % utilisation; a request waits at most 10 s for an instance, then the
+//! user gets an error); writes then travel to the region's database and commit there. Equations, prices and
 //! sources: docs/models/disaster-recovery.md.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -160,6 +160,8 @@ const SERVICE_CV: f64 = 0.5;
 const REQUEST_TIMEOUT: SimDuration = SimDuration::from_secs(10);
 /// Network hop users → DNS → app tier.
 const HOP: SimDuration = SimDuration::from_millis(100);
+/// Hop from the waiting line to an instance.
+const INNER_HOP: SimDuration = SimDuration::from_millis(50);
 /// Network hop app tier → database.
 const DB_HOP: SimDuration = SimDuration::from_millis(50);
 /// Time to promote a replica database to a writable primary.
@@ -229,7 +231,10 @@ pub enum Event {
     AtDns {
         req: u32,
     },
-    AtApp {
+    AtRegion {
+        req: u32,
+    },
+    AtInstance {
         req: u32,
     },
     ServiceDone {
@@ -266,8 +271,13 @@ pub enum Event {
 }
 
 struct Region {
+    /// Where requests wait for a free instance.
+    waiting_line: NodeId,
     app: NodeId,
     db: NodeId,
+    /// DNS → waiting line.
+    to_queue: EdgeId,
+    /// Waiting line → app tier.
     to_app: EdgeId,
     to_db: EdgeId,
     app_state: NodeState,
@@ -373,40 +383,40 @@ pub fn monthly_cost(strategy: Strategy, standby_size: f64, write_rate: f64) -> f
 pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecoveryModel> {
     let strategy = Strategy::from_word(params.choice("strategy"));
     let mut topology = Topology::default();
+    // Layout: users and DNS on the left, the primary region on top, the DR region at
+    // the bottom, each region a waiting line, an app tier and a database.
     let users = topology.add_node("users", "Users", NodeKind::Source, 0.0, 0.5);
-    let dns = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.2, 0.5);
+    let dns = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.17, 0.5);
+    let primary_queue = topology.add_node(
+        "primary-queue",
+        "Waiting (primary)",
+        NodeKind::Queue,
+        0.4,
+        0.12,
+    );
+    let primary_app = topology.add_node("primary-app", "Primary app", NodeKind::Server, 0.64, 0.12);
+    let primary_db = topology.add_node("primary-db", "Primary DB", NodeKind::Store, 0.9, 0.12);
     let health_check =
-        topology.add_node("health-check", "Health check", NodeKind::Guard, 0.2, 0.08);
-    let primary_app = topology.add_node(
-        "primary-app",
-        "Primary app tier",
-        NodeKind::Server,
-        0.5,
-        0.12,
-    );
-    let primary_db = topology.add_node(
-        "primary-db",
-        "Primary database",
-        NodeKind::Store,
-        0.86,
-        0.12,
-    );
+        topology.add_node("health-check", "Health check", NodeKind::Guard, 0.64, 0.5);
     let (dr_app_label, dr_db_label) = match strategy {
-        Strategy::BackupRestore => ("DR app tier", "DR database"),
-        Strategy::PilotLight => ("DR app tier", "DR replica"),
-        Strategy::WarmStandby => ("DR warm standby", "DR replica"),
-        Strategy::MultiSite => ("Second region app", "Second region DB"),
+        Strategy::BackupRestore => ("DR app", "DR DB"),
+        Strategy::PilotLight => ("DR app", "DR replica"),
+        Strategy::WarmStandby => ("Warm standby", "DR replica"),
+        Strategy::MultiSite => ("Region B app", "Region B DB"),
     };
-    let dr_app = topology.add_node("dr-app", dr_app_label, NodeKind::Server, 0.5, 0.88);
-    let dr_db = topology.add_node("dr-db", dr_db_label, NodeKind::Store, 0.86, 0.88);
+    let dr_queue = topology.add_node("dr-queue", "Waiting (DR)", NodeKind::Queue, 0.4, 0.88);
+    let dr_app = topology.add_node("dr-app", dr_app_label, NodeKind::Server, 0.64, 0.88);
+    let dr_db = topology.add_node("dr-db", dr_db_label, NodeKind::Store, 0.9, 0.88);
     let to_dns = topology.add_edge(users, dns);
-    let primary_to_app = topology.add_edge(dns, primary_app);
+    let primary_to_queue = topology.add_edge(dns, primary_queue);
+    let primary_to_app = topology.add_edge(primary_queue, primary_app);
     let primary_to_db = topology.add_edge(primary_app, primary_db);
-    let dr_to_app = topology.add_edge(dns, dr_app);
+    let dr_to_queue = topology.add_edge(dns, dr_queue);
+    let dr_to_app = topology.add_edge(dr_queue, dr_app);
     let dr_to_db = topology.add_edge(dr_app, dr_db);
     topology.add_edge(health_check, primary_app);
     let backups = if strategy == Strategy::BackupRestore {
-        let vault = topology.add_node("backups", "Backup copies (DR)", NodeKind::Store, 0.86, 0.5);
+        let vault = topology.add_node("backups", "Backups (DR)", NodeKind::Store, 0.9, 0.5);
         topology.add_edge(primary_db, vault);
         topology.add_edge(vault, dr_db);
         Some(vault)
@@ -442,8 +452,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
         backups,
         to_dns,
         primary: Region {
+            waiting_line: primary_queue,
             app: primary_app,
             db: primary_db,
+            to_queue: primary_to_queue,
             to_app: primary_to_app,
             to_db: primary_to_db,
             app_state: NodeState::Healthy,
@@ -453,8 +465,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
             queue: VecDeque::new(),
         },
         dr: Region {
+            waiting_line: dr_queue,
             app: dr_app,
             db: dr_db,
+            to_queue: dr_to_queue,
             to_app: dr_to_app,
             to_db: dr_to_db,
             app_state: dr_app_state,
@@ -664,7 +678,7 @@ impl DisasterRecoveryModel {
 
     fn at_dns(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
         let side = self.resolve(now);
-        let edge = self.region(side).to_app;
+        let edge = self.region(side).to_queue;
         let Some(entry) = self.requests.get_mut(&req) else {
             return;
         };
@@ -678,7 +692,7 @@ impl DisasterRecoveryModel {
                 arrive: now + HOP,
             },
         );
-        scheduler.schedule_in(HOP, Event::AtApp { req });
+        scheduler.schedule_in(HOP, Event::AtRegion { req });
     }
 
     fn fail(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
@@ -691,7 +705,7 @@ impl DisasterRecoveryModel {
         }
     }
 
-    fn at_app(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
+    fn at_region(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
         let Some(side) = self.requests.get(&req).and_then(|entry| entry.side) else {
             return;
         };
@@ -706,9 +720,9 @@ impl DisasterRecoveryModel {
         }
         let region = self.region(side);
         if region.busy < region.running {
-            self.start_service(req, side, now, scheduler);
+            self.send_to_instance(req, side, now, scheduler);
         } else {
-            let node = region.app;
+            let node = region.waiting_line;
             region.queue.push_back(req);
             let timer = scheduler.schedule_timer_in(REQUEST_TIMEOUT, Event::QueueTimeout { req });
             if let Some(entry) = self.requests.get_mut(&req) {
@@ -721,14 +735,15 @@ impl DisasterRecoveryModel {
         }
     }
 
-    fn start_service(
+    /// Reserves a free instance of `side` for `req` and sends it there.
+    fn send_to_instance(
         &mut self,
         req: u32,
         side: Side,
         now: SimTime,
         scheduler: &mut Scheduler<Event>,
     ) {
-        let node = self.region(side).app;
+        let edge = self.region(side).to_app;
         self.region(side).busy += 1;
         let Some(entry) = self.requests.get_mut(&req) else {
             return;
@@ -742,6 +757,23 @@ impl DisasterRecoveryModel {
         } else {
             self.core.metrics.waited(SimDuration::ZERO);
         }
+        self.core.requests.move_to(
+            key,
+            Place::OnEdge {
+                edge,
+                depart: now,
+                arrive: now + INNER_HOP,
+            },
+        );
+        scheduler.schedule_in(INNER_HOP, Event::AtInstance { req });
+    }
+
+    fn at_instance(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
+        let Some(side) = self.requests.get(&req).and_then(|entry| entry.side) else {
+            return; // failed with its region on the way
+        };
+        let node = self.region(side).app;
+        let key = self.requests[&req].key;
         self.core
             .requests
             .move_to(key, Place::InService { node, since: now });
@@ -763,7 +795,7 @@ impl DisasterRecoveryModel {
             let Some(req) = region.queue.pop_front() else {
                 break;
             };
-            self.start_service(req, side, now, scheduler);
+            self.send_to_instance(req, side, now, scheduler);
         }
         self.update_waiting(now);
     }
@@ -1075,7 +1107,8 @@ impl Model for DisasterRecoveryModel {
                 self.writes.rearm(scheduler);
             }
             Event::AtDns { req } => self.at_dns(req, now, scheduler),
-            Event::AtApp { req } => self.at_app(req, now, scheduler),
+            Event::AtRegion { req } => self.at_region(req, now, scheduler),
+            Event::AtInstance { req } => self.at_instance(req, now, scheduler),
             Event::ServiceDone { req } => self.service_done(req, now, scheduler),
             Event::AtDb { req } => self.at_db(req, now),
             Event::QueueTimeout { req } => self.queue_timeout(req, now, scheduler),
@@ -1116,12 +1149,22 @@ impl LessonModel for DisasterRecoveryModel {
         });
         for region in [&self.primary, &self.dr] {
             let serving = matches!(region.app_state, NodeState::Healthy | NodeState::Starting);
+            // The waiting line is part of the region: down or off with its app tier.
+            let line_state = match region.app_state {
+                NodeState::Down | NodeState::Off => region.app_state,
+                _ => NodeState::Healthy,
+            };
+            snapshot.nodes.push(NodeView {
+                state: line_state,
+                queued: region.queue.len() as u32,
+                ..plain(region.waiting_line)
+            });
             snapshot.nodes.push(NodeView {
                 node: region.app,
                 state: region.app_state,
                 busy: region.busy,
                 capacity: if serving { region.running } else { 0 },
-                queued: region.queue.len() as u32,
+                queued: 0,
             });
             snapshot.nodes.push(NodeView {
                 state: region.db_state,
