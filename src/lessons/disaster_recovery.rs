@@ -316,7 +316,6 @@ pub struct DisasterRecoveryModel {
     users: NodeId,
     dns: NodeId,
     health_check: NodeId,
-    backups: Option<NodeId>,
     to_dns: EdgeId,
     primary: Region,
     dr: Region,
@@ -383,30 +382,30 @@ pub fn monthly_cost(strategy: Strategy, standby_size: f64, write_rate: f64) -> f
 pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecoveryModel> {
     let strategy = Strategy::from_word(params.choice("strategy"));
     let mut topology = Topology::default();
-    // Layout: users and DNS on the left, the primary region on top, the DR region at
-    // the bottom, each region a waiting line, an app tier and a database.
+    // Layout: users on the left, DNS level with the primary region on top, the DR region
+    // at the bottom, each region a waiting line, an app tier and a database.
     let users = topology.add_node("users", "Users", NodeKind::Source, 0.0, 0.5);
-    let dns = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.17, 0.5);
+    let dns = topology.add_node("dns", "Route 53 DNS", NodeKind::Router, 0.12, 0.12);
     let primary_queue = topology.add_node(
         "primary-queue",
         "Waiting (primary)",
         NodeKind::Queue,
-        0.4,
+        0.5,
         0.12,
     );
-    let primary_app = topology.add_node("primary-app", "Primary app", NodeKind::Server, 0.64, 0.12);
-    let primary_db = topology.add_node("primary-db", "Primary DB", NodeKind::Store, 0.9, 0.12);
+    let primary_app = topology.add_node("primary-app", "Primary app", NodeKind::Server, 0.72, 0.12);
+    let primary_db = topology.add_node("primary-db", "Primary DB", NodeKind::Store, 0.92, 0.12);
     let health_check =
-        topology.add_node("health-check", "Health check", NodeKind::Guard, 0.64, 0.5);
+        topology.add_node("health-check", "Health check", NodeKind::Guard, 0.72, 0.5);
     let (dr_app_label, dr_db_label) = match strategy {
-        Strategy::BackupRestore => ("DR app", "DR DB"),
+        Strategy::BackupRestore => ("DR app", "DR DB (backups)"),
         Strategy::PilotLight => ("DR app", "DR replica"),
-        Strategy::WarmStandby => ("Warm standby", "DR replica"),
-        Strategy::MultiSite => ("Region B app", "Region B DB"),
+        Strategy::WarmStandby => ("DR standby", "DR replica"),
+        Strategy::MultiSite => ("Site B app", "Site B DB"),
     };
-    let dr_queue = topology.add_node("dr-queue", "Waiting (DR)", NodeKind::Queue, 0.4, 0.88);
-    let dr_app = topology.add_node("dr-app", dr_app_label, NodeKind::Server, 0.64, 0.88);
-    let dr_db = topology.add_node("dr-db", dr_db_label, NodeKind::Store, 0.9, 0.88);
+    let dr_queue = topology.add_node("dr-queue", "Waiting (DR)", NodeKind::Queue, 0.5, 0.88);
+    let dr_app = topology.add_node("dr-app", dr_app_label, NodeKind::Server, 0.72, 0.88);
+    let dr_db = topology.add_node("dr-db", dr_db_label, NodeKind::Store, 0.92, 0.88);
     let to_dns = topology.add_edge(users, dns);
     let primary_to_queue = topology.add_edge(dns, primary_queue);
     let primary_to_app = topology.add_edge(primary_queue, primary_app);
@@ -415,16 +414,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
     let dr_to_app = topology.add_edge(dr_queue, dr_app);
     let dr_to_db = topology.add_edge(dr_app, dr_db);
     topology.add_edge(health_check, primary_app);
-    let backups = if strategy == Strategy::BackupRestore {
-        let vault = topology.add_node("backups", "Backups (DR)", NodeKind::Store, 0.9, 0.5);
-        topology.add_edge(primary_db, vault);
-        topology.add_edge(vault, dr_db);
-        Some(vault)
-    } else {
-        // Asynchronous replication between the databases.
-        topology.add_edge(primary_db, dr_db);
-        None
-    };
+    // Backup copies or asynchronous replication, from the primary database to the DR one
+    // (for backup & restore, the DR database node stands for the copied backups until a
+    // restore turns them into a database).
+    topology.add_edge(primary_db, dr_db);
 
     let (dr_running, dr_app_state, dr_db_state) = match strategy {
         Strategy::BackupRestore => (0, NodeState::Off, NodeState::Off),
@@ -449,7 +442,6 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<DisasterRecove
         users,
         dns,
         health_check,
-        backups,
         to_dns,
         primary: Region {
             waiting_line: primary_queue,
@@ -1170,9 +1162,6 @@ impl LessonModel for DisasterRecoveryModel {
                 state: region.db_state,
                 ..plain(region.db)
             });
-        }
-        if let Some(backups) = self.backups {
-            snapshot.nodes.push(plain(backups));
         }
         snapshot.collect_tokens(self.core.requests.iter(), token_limit);
     }

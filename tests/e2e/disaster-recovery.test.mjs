@@ -32,7 +32,7 @@ test('losing the primary region: nodes down, recovery phases, RTO and RPO figure
   await page.click('[data-injection="lose-region"]');
   await page.waitForSelector('[data-node="primary-app"][data-state="down"]');
   await page.waitForSelector('[data-node="primary-db"][data-state="down"]');
-  assert.match(await log(page), /Primary app tier is now down/);
+  assert.match(await log(page), /Primary app is now down/);
   // The disaster is declared after the detection time: the health check turns unhealthy.
   await page.waitForSelector('[data-node="health-check"][data-state="unhealthy"]', { timeout: 30_000 });
   // Detection (60 s), promotion (60 s), DNS TTL (60 s): about 2 s of real time at 100×.
@@ -76,13 +76,13 @@ test('run to the end, then compare every strategy on the same seed', async () =>
   assert.deepEqual(page.problems, []);
 });
 
-test('backup & restore: the backup copies sit between the regions and the restore takes hours', async () => {
+test('backup & restore: the DR database is restored from the copied backups, which takes hours', async () => {
   const page = await openPage(suite.browser);
   await runToEnd(page, `${suite.site.url}?lesson=disaster-recovery&seed=1&p.strategy=backup-restore`);
-  assert.ok(await page.isVisible('[data-node="backups"]'));
+  assert.ok(await page.isVisible('[data-node="dr-db"][data-state="healthy"]'));
   assert.equal(await figure(page, 'rto_s'), 7320);
   assert.equal(await figure(page, 'rpo_s'), 1200);
-  assert.match(await log(page), /DR database is now healthy/);
+  assert.match(await log(page), /DR DB \(backups\) is now healthy/);
   await screenshot(page, 'disaster-recovery-backup-restore');
   assert.deepEqual(page.problems, []);
 });
