@@ -510,3 +510,22 @@ fn a_default_run_is_fast() {
     // Generous for debug builds; a release build takes a few tens of milliseconds.
     assert!(started.elapsed().as_secs_f64() < 5.0);
 }
+
+#[test]
+fn the_sweep_table_has_one_row_per_strategy_in_the_whitepapers_order() {
+    use patterns_playground::lessons::sweep::sweep;
+    let parameter = SPEC.sweep.expect("the lesson sweeps its strategies");
+    let until = SimTime::ZERO + SPEC.default_duration;
+    let rows = sweep(&SPEC, &SPEC.default_params(), parameter, Seed(1), until).unwrap();
+    let options: Vec<&str> = rows.iter().map(|row| row.option).collect();
+    assert_eq!(options, STRATEGIES);
+    let value = |row: &patterns_playground::lessons::sweep::SweepRow, key: &str| {
+        row.figures.iter().find(|f| f.key == key).unwrap().value
+    };
+    let rto: Vec<f64> = rows.iter().map(|row| value(row, "rto_s")).collect();
+    assert_eq!(rto, [7320.0, 720.0, 180.0, 120.0]);
+    for pair in rows.windows(2) {
+        assert!(value(&pair[0], "monthly_cost") < value(&pair[1], "monthly_cost"));
+        assert!(value(&pair[0], "writes_lost") >= value(&pair[1], "writes_lost"));
+    }
+}
