@@ -150,6 +150,10 @@ const FILES: &[(&str, &str)] = &[
         "failover",
         include_str!("../../content/lessons/failover.json"),
     ),
+    (
+        "disaster-recovery",
+        include_str!("../../content/lessons/disaster-recovery.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

@@ -6,6 +6,7 @@
 
 pub mod circuit_breaker;
 pub mod core;
+pub mod disaster_recovery;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
@@ -97,12 +98,13 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 5] = [
+    static CATALOG: [LessonSpec; 6] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
+        disaster_recovery::SPEC,
     ];
     &CATALOG
 }
