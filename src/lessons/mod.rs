@@ -9,6 +9,7 @@ pub mod journal;
 pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;
+pub mod rate_limiting;
 pub mod run;
 pub mod sweep;
 
@@ -94,7 +95,11 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 2] = [queueing_basics::SPEC, load_leveling::SPEC];
+    static CATALOG: [LessonSpec; 3] = [
+        queueing_basics::SPEC,
+        load_leveling::SPEC,
+        rate_limiting::SPEC,
+    ];
     &CATALOG
 }
 
