@@ -133,6 +133,10 @@ const FILES: &[(&str, &str)] = &[
         "queue-load-leveling",
         include_str!("../../content/lessons/queue-load-leveling.json"),
     ),
+    (
+        "rate-limiting",
+        include_str!("../../content/lessons/rate-limiting.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.
