@@ -154,7 +154,8 @@ const INJECTIONS: &[InjectionSpec] = &[
     InjectionSpec {
         id: "traffic-surge",
         label: "Traffic surge (all ×2, 60 s)",
-        help: "Every client doubles its rate for one minute: overload that no single client causes.",
+        help:
+            "Every client doubles its rate for one minute: overload that no single client causes.",
     },
 ];
 
@@ -295,26 +296,47 @@ pub enum Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A client sends a request.
-    Arrival { client: u8 },
+    Arrival {
+        client: u8,
+    },
     /// A request reaches the rate limiter.
-    AtLimiter { job: u32 },
+    AtLimiter {
+        job: u32,
+    },
     /// A throttled request's 429 reaches its client.
-    Throttled { job: u32 },
+    Throttled {
+        job: u32,
+    },
     /// An admitted request reaches the server's queue.
-    AtServer { job: u32 },
+    AtServer {
+        job: u32,
+    },
     /// A shed or dropped request's 503 reaches its client.
-    Refused { job: u32, why: Refusal },
+    Refused {
+        job: u32,
+        why: Refusal,
+    },
     /// A worker finishes a request.
-    Done { job: u32 },
+    Done {
+        job: u32,
+    },
     /// A response reaches its client.
-    Responded { job: u32 },
+    Responded {
+        job: u32,
+    },
     /// A client stops waiting.
-    ClientTimeout { job: u32 },
+    ClientTimeout {
+        job: u32,
+    },
     /// Once a second: the rate gauges and goodput accounting.
     Tick,
     FloodStarts,
-    FloodEnds { generation: u32 },
-    SurgeEnds { generation: u32 },
+    FloodEnds {
+        generation: u32,
+    },
+    SurgeEnds {
+        generation: u32,
+    },
 }
 
 /// One request, from the client's and the server's point of view.
@@ -401,13 +423,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<RateLimitingMo
         })
         .collect();
     let clients = [noisy, polite[0], polite[1], polite[2]];
-    let limiter = topology.add_node(
-        "limiter",
-        "Rate limiter",
-        NodeKind::Guard,
-        0.25,
-        0.45,
-    );
+    let limiter = topology.add_node("limiter", "Rate limiter", NodeKind::Guard, 0.25, 0.45);
     let throttled_sink = topology.add_node("throttled", "429 Too Many", NodeKind::Sink, 0.25, 0.9);
     let queue_node = topology.add_node("queue", "Server queue", NodeKind::Queue, 0.51, 0.45);
     let refused_sink = topology.add_node("refused", "503 Shed", NodeKind::Sink, 0.51, 0.9);
@@ -420,7 +436,11 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<RateLimitingMo
     topology.add_edge(queue_node, server);
     let edge_respond = topology.add_edge(server, responses);
 
-    let core = ModelCore::new(vec!["offered_req_per_s", "goodput_req_per_s", "queue_length"]);
+    let core = ModelCore::new(vec![
+        "offered_req_per_s",
+        "goodput_req_per_s",
+        "queue_length",
+    ]);
     let arrivals = (0..CLIENTS)
         .map(|client| {
             let stream = if client == NOISY {
@@ -556,7 +576,8 @@ impl RateLimitingModel {
             },
         );
         let job = self.jobs.len() as u32;
-        let timer = scheduler.schedule_timer_in(self.client_timeout(), Event::ClientTimeout { job });
+        let timer =
+            scheduler.schedule_timer_in(self.client_timeout(), Event::ClientTimeout { job });
         self.jobs.push(Some(Job {
             client: client as u8,
             born: now,
@@ -830,8 +851,8 @@ impl RateLimitingModel {
     /// min(requests reaching the server, capacity), the current partial second included.
     fn goodput_pct(&self, now: SimTime) -> f64 {
         let since_tick = (now.ticks() % TICK.ticks()) as f64 / TICKS_PER_SECOND as f64;
-        let attainable = self.attainable
-            + (self.window.at_server as f64).min(self.capacity() * since_tick);
+        let attainable =
+            self.attainable + (self.window.at_server as f64).min(self.capacity() * since_tick);
         if attainable <= 0.0 {
             100.0
         } else {
@@ -951,9 +972,9 @@ impl LessonModel for RateLimitingModel {
                 unit: "",
             },
             Figure {
-                key: "throttled",
-                label: "All 429s (throttled)",
-                value: self.throttled as f64,
+                key: "polite_429s",
+                label: "Polite clients' 429s",
+                value: (self.throttled - self.noisy_429s) as f64,
                 unit: "",
             },
             Figure {
@@ -967,12 +988,6 @@ impl LessonModel for RateLimitingModel {
                 label: "Served after the client gave up",
                 value: self.wasted as f64,
                 unit: "",
-            },
-            Figure {
-                key: "capacity",
-                label: "Server capacity",
-                value: self.capacity(),
-                unit: "req/s",
             },
         ]
     }
