@@ -154,6 +154,10 @@ const FILES: &[(&str, &str)] = &[
         "disaster-recovery",
         include_str!("../../content/lessons/disaster-recovery.json"),
     ),
+    (
+        "rate-limiting",
+        include_str!("../../content/lessons/rate-limiting.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

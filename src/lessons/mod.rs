@@ -12,6 +12,7 @@ pub mod journal;
 pub mod load_leveling;
 pub mod params;
 pub mod queueing_basics;
+pub mod rate_limiting;
 pub mod retries;
 pub mod run;
 pub mod sweep;
@@ -98,12 +99,13 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 6] = [
+    static CATALOG: [LessonSpec; 7] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
+        rate_limiting::SPEC,
         disaster_recovery::SPEC,
     ];
     &CATALOG
