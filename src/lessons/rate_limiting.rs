@@ -1084,3 +1084,67 @@ impl LessonModel for RateLimitingModel {
         }
     }
 }
+
+/// The shedding options, in the order the lesson lists them.
+pub const SHEDDING_OPTIONS: [&str; 3] = ["none", "queue-length", "latency"];
+
+/// Requests per second the server can finish with these parameters.
+pub fn server_capacity(params: &ParamValues) -> f64 {
+    params.integer("workers") as f64 / params.number("service_time")
+}
+
+/// One point of the goodput-against-offered-load curve: all four clients send an equal
+/// share of `load_factor` × capacity for 240 s with rate limits off and no flood, under
+/// `shedding`; returns (offered, goodput) in requests per second over the last 180 s
+/// (the first minute lets the queue reach its steady state). Everything else comes from
+/// `base`, so the curve answers for the learner's own server and timeouts.
+pub fn goodput_point(
+    base: &ParamValues,
+    load_factor: f64,
+    shedding: &'static str,
+    seed: Seed,
+) -> Option<(f64, f64)> {
+    use super::params::ParamValue;
+    let mut params = base.clone();
+    let share = load_factor * server_capacity(base) / 4.0;
+    params.set("rate_limit", ParamValue::Choice("off")).ok()?;
+    params.set("shedding", ParamValue::Choice(shedding)).ok()?;
+    params.set("flood_length", ParamValue::Number(0.0)).ok()?;
+    params.set("polite_rate", ParamValue::Number(share)).ok()?;
+    params.set("noisy_rate", ParamValue::Number(share)).ok()?;
+    let mut run = simulation(&params, seed);
+    run.run_until(SimTime::from_secs_f64(60.0));
+    let before = LessonRun::summary(&run);
+    run.run_until(SimTime::from_secs_f64(240.0));
+    let after = LessonRun::summary(&run);
+    Some((
+        (after.generated - before.generated) as f64 / 180.0,
+        (after.completed - before.completed) as f64 / 180.0,
+    ))
+}
+
+#[cfg(test)]
+mod curve_tests {
+    use super::*;
+
+    #[test]
+    fn the_curve_collapses_past_capacity_without_shedding_only() {
+        let base = ParamValues::defaults(PARAMS);
+        let capacity = server_capacity(&base);
+        let (offered, goodput) = goodput_point(&base, 0.5, "none", Seed(1)).unwrap();
+        assert!(
+            (offered - 0.5 * capacity).abs() < 0.05 * capacity,
+            "{offered}"
+        );
+        assert!(
+            (goodput - offered).abs() < 0.05 * capacity,
+            "below capacity all is served"
+        );
+        let (_, collapsed) = goodput_point(&base, 2.0, "none", Seed(1)).unwrap();
+        assert!(collapsed < 0.1 * capacity, "goodput {collapsed}");
+        for shedding in ["queue-length", "latency"] {
+            let (_, held) = goodput_point(&base, 2.0, shedding, Seed(1)).unwrap();
+            assert!(held > 0.9 * capacity, "{shedding}: goodput {held}");
+        }
+    }
+}

@@ -411,6 +411,9 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         "queueing-basics" => html! {
             <UtilisationChart params={runtime_ref.route.params.clone()} seed={runtime_ref.route.seed} />
         },
+        "rate-limiting" => html! {
+            <super::goodput_chart::GoodputChart params={runtime_ref.route.params.clone()} seed={runtime_ref.route.seed} />
+        },
         _ => html! {},
     };
     let breaker_diagram = spec.breaker_node.and_then(|key| {

@@ -7,6 +7,7 @@ mod charts;
 mod drill_page;
 mod figures;
 mod glossary_page;
+mod goodput_chart;
 mod home;
 mod injections;
 mod lesson_page;
