@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing under `lessons/` imports a web crate; the view reaches
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
+pub mod bulkhead;
 pub mod core;
 pub mod journal;
 pub mod load_leveling;
@@ -94,7 +95,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 2] = [queueing_basics::SPEC, load_leveling::SPEC];
+    static CATALOG: [LessonSpec; 3] = [queueing_basics::SPEC, load_leveling::SPEC, bulkhead::SPEC];
     &CATALOG
 }
 
