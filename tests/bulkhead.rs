@@ -417,3 +417,34 @@ fn print_the_lesson_figures() {
         }
     }
 }
+
+/// Erlang's loss formula B(c, a), by the recurrence B(0) = 1, B(k) = a·B(k−1) / (k + a·B(k−1)).
+fn erlang_b(servers: u32, offered: f64) -> f64 {
+    (1..=servers).fold(1.0, |b, k| offered * b / (k as f64 + offered * b))
+}
+
+/// With max_wait = 0 a pool is an M/G/c/c loss system: the share of calls turned away is
+/// Erlang B at the offered load a = λ × E[hold], whatever the hold-time distribution.
+#[test]
+fn with_no_wait_the_rejected_share_matches_erlangs_loss_formula() {
+    let mut run = start(
+        &[
+            "isolation=bulkheads",
+            "max_wait=0",
+            "payments_threads=6",
+            "payments_rate=40",
+            "payments_latency=100",
+            "recommendations_rate=0",
+        ],
+        12,
+    );
+    run.run_until(secs(6000.0));
+    run.check_conservation().unwrap();
+    let offered = 40.0 * (3.0 * HOP.as_secs_f64() + 0.100);
+    let expected = erlang_b(6, offered);
+    let measured = 1.0 - figure(run.as_ref(), "payments_ok_pct") / 100.0;
+    assert!(
+        (measured - expected).abs() / expected < 0.05,
+        "rejected share {measured:.4} vs Erlang B {expected:.4}"
+    );
+}
