@@ -236,10 +236,7 @@ fn states_follow_the_slowdown_and_the_saturation() {
             .unwrap()
             .state
     };
-    assert_eq!(
-        state(&snapshot, "recommendations"),
-        NodeState::Unhealthy
-    );
+    assert_eq!(state(&snapshot, "recommendations"), NodeState::Unhealthy);
     assert_eq!(state(&snapshot, "payments"), NodeState::Healthy);
     assert_eq!(state(&snapshot, "pool-shared"), NodeState::Unhealthy);
     let pool = snapshot

@@ -133,7 +133,10 @@ const FILES: &[(&str, &str)] = &[
         "queue-load-leveling",
         include_str!("../../content/lessons/queue-load-leveling.json"),
     ),
-    ("bulkhead", include_str!("../../content/lessons/bulkhead.json")),
+    (
+        "bulkhead",
+        include_str!("../../content/lessons/bulkhead.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

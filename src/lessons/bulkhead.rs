@@ -161,21 +161,44 @@ enum Isolation {
 /// event for a call that has ended (and whose slot was reused) is recognised and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Arrival { kind: u8 },
+    Arrival {
+        kind: u8,
+    },
     /// The request reaches its pool and asks for a permit.
-    AtPool { slot: u32, serial: u32 },
+    AtPool {
+        slot: u32,
+        serial: u32,
+    },
     /// `max_wait` ran out before a permit came.
-    WaitExpired { slot: u32, serial: u32 },
+    WaitExpired {
+        slot: u32,
+        serial: u32,
+    },
     /// The thread's call passes the pool on its way to the dependency.
-    PassedPool { slot: u32, serial: u32 },
+    PassedPool {
+        slot: u32,
+        serial: u32,
+    },
     /// The call reaches the dependency, which starts working on it.
-    AtDependency { slot: u32, serial: u32 },
+    AtDependency {
+        slot: u32,
+        serial: u32,
+    },
     /// The dependency answers; the response travels back.
-    Answered { slot: u32, serial: u32 },
+    Answered {
+        slot: u32,
+        serial: u32,
+    },
     /// The response is back: the thread is freed and the request completes.
-    Returned { slot: u32, serial: u32 },
+    Returned {
+        slot: u32,
+        serial: u32,
+    },
     /// The call timeout fired before the response came back.
-    CallTimeout { slot: u32, serial: u32 },
+    CallTimeout {
+        slot: u32,
+        serial: u32,
+    },
     PoolCheck,
 }
 
@@ -269,7 +292,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<BulkheadModel>
     let payments = topology.add_node("payments", "Payments API", NodeKind::Server, 0.76, 0.16);
     let recommendations = topology.add_node(
         "recommendations",
-        "Recommendations API",
+        "Recommender",
         NodeKind::Server,
         0.76,
         0.84,
@@ -314,7 +337,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<BulkheadModel>
         Isolation::Shared => add_pool(&mut topology, "shared", "Shared", 0.5, sizes[0] + sizes[1]),
         Isolation::Bulkheads => {
             add_pool(&mut topology, "payments", "Payments", 0.16, sizes[0]);
-            add_pool(&mut topology, "recommendations", "Recommendations", 0.84, sizes[1]);
+            add_pool(
+                &mut topology,
+                "recommendations",
+                "Recommender",
+                0.84,
+                sizes[1],
+            );
         }
     }
     let pool_of = |kind: usize| match isolation {
@@ -405,11 +434,7 @@ impl BulkheadModel {
     }
 
     fn mean_latency(&self, kind: usize) -> SimDuration {
-        SimDuration::from_secs_f64(
-            self.params
-                .number(&format!("{}_latency", KINDS[kind]))
-                / 1000.0,
-        )
+        SimDuration::from_secs_f64(self.params.number(&format!("{}_latency", KINDS[kind])) / 1000.0)
     }
 
     fn arrive(&mut self, kind: usize, scheduler: &mut Scheduler<Event>) {
@@ -521,7 +546,8 @@ impl BulkheadModel {
         let kind = call.kind;
         let key = call.key;
         call.stage = Stage::Holding;
-        call.timer = Some(scheduler.schedule_timer_in(timeout, Event::CallTimeout { slot, serial }));
+        call.timer =
+            Some(scheduler.schedule_timer_in(timeout, Event::CallTimeout { slot, serial }));
         self.core.requests.move_to(
             key,
             Place::OnEdge {
@@ -808,21 +834,15 @@ impl LessonModel for BulkheadModel {
         snapshot.nodes.push(plain(self.clients));
         snapshot.nodes.push(plain(self.responses));
         for kind in 0..2 {
-            let node = self.dependencies[kind];
-            let working = self
-                .core
-                .requests
-                .iter()
-                .filter(|request| matches!(request.place, Place::InService { node: n, .. } if n == node))
-                .count() as u32;
+            // No busy count here: the threads waiting on these calls are counted at the
+            // pool, and the dependency itself has no thread limit in this model.
             snapshot.nodes.push(NodeView {
                 state: if self.slowed[kind] {
                     NodeState::Unhealthy
                 } else {
                     NodeState::Healthy
                 },
-                busy: working,
-                ..plain(node)
+                ..plain(self.dependencies[kind])
             });
         }
         for pool in &self.pools {
