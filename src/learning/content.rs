@@ -158,6 +158,10 @@ const FILES: &[(&str, &str)] = &[
         "rate-limiting",
         include_str!("../../content/lessons/rate-limiting.json"),
     ),
+    (
+        "bulkhead",
+        include_str!("../../content/lessons/bulkhead.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

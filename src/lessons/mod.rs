@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing under `lessons/` imports a web crate; the view reaches
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
+pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod core;
 pub mod disaster_recovery;
@@ -99,12 +100,13 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 7] = [
+    static CATALOG: [LessonSpec; 8] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
+        bulkhead::SPEC,
         rate_limiting::SPEC,
         disaster_recovery::SPEC,
     ];
