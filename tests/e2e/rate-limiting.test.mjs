@@ -66,3 +66,24 @@ test('without limits the flood starves the polite clients; shedding keeps goodpu
   await screenshot(page, 'rate-limiting-no-limits-sweep');
   assert.deepEqual(page.problems, []);
 });
+
+test('the goodput curve collapses past capacity without shedding and holds with it', async () => {
+  const page = await openPage(suite.browser);
+  await page.goto(`${suite.site.url}?lesson=rate-limiting&seed=1`);
+  await page.click('text=Measure the curves (21 runs)');
+  await page.waitForSelector('.goodput-chart .measured-list li[data-shedding="latency"]', { timeout: 60_000 });
+  const at3x = async (shedding) => {
+    const text = await page.textContent(`.goodput-chart .measured-list li[data-shedding="${shedding}"]`);
+    // The last point is the highest offered load (about 300% of capacity).
+    const points = [...text.matchAll(/(\d+)% offered → (\d+)% goodput/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    assert.equal(points.length, 7);
+    assert.ok(points[6][0] > 280, `offered ${points[6][0]}%`);
+    return points[6][1];
+  };
+  assert.ok((await at3x('none')) < 20);
+  assert.ok((await at3x('queue-length')) > 90);
+  assert.ok((await at3x('latency')) > 90);
+  assert.equal(await page.locator('.goodput-curve').count(), 3);
+  await page.locator('.goodput-chart').screenshot({ path: 'screenshots/rate-limiting-goodput-curve.png' });
+  assert.deepEqual(page.problems, []);
+});
