@@ -402,7 +402,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
     let extra_figures = run.extra_figures().into_iter().map(|figure| {
         let value = format_figure(&figure);
         html! {
-            <div><dt>{ figure.label }</dt><dd data-figure={figure.key}>{ value }</dd></div>
+            <div><dt>{ figure.label }</dt><dd data-figure={figure.key} data-value={figure.value.to_string()}>{ value }</dd></div>
         }
     });
 
@@ -529,14 +529,14 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                     </p>
                     <p class="live" aria-live="polite" aria-atomic="true">{ announcement }</p>
                     <dl class="figures">
-                        <div><dt>{ "Completed" }</dt><dd data-figure="completed">{ summary.completed }</dd></div>
-                        <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean">{ format!("{:.2} s", summary.wait_mean) }</dd></div>
-                        <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99">{ format!("{:.2} s", summary.latency_p99) }</dd></div>
-                        <div><dt>{ "Rejected" }</dt><dd data-figure="rejected">{ summary.rejected }</dd></div>
-                        <div><dt>{ "Failed" }</dt><dd data-figure="failed">{ summary.failed }</dd></div>
-                        <div><dt>{ "Duplicated" }</dt><dd data-figure="duplicated">{ summary.duplicated }</dd></div>
+                        <div><dt>{ "Completed" }</dt><dd data-figure="completed" data-value={summary.completed.to_string()}>{ summary.completed }</dd></div>
+                        <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean" data-value={summary.wait_mean.to_string()}>{ format!("{:.2} s", summary.wait_mean) }</dd></div>
+                        <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99" data-value={summary.latency_p99.to_string()}>{ format!("{:.2} s", summary.latency_p99) }</dd></div>
+                        <div><dt>{ "Rejected" }</dt><dd data-figure="rejected" data-value={summary.rejected.to_string()}>{ summary.rejected }</dd></div>
+                        <div><dt>{ "Failed" }</dt><dd data-figure="failed" data-value={summary.failed.to_string()}>{ summary.failed }</dd></div>
+                        <div><dt>{ "Duplicated" }</dt><dd data-figure="duplicated" data-value={summary.duplicated.to_string()}>{ summary.duplicated }</dd></div>
                         { for extra_figures }
-                        <div><dt>{ "Events" }</dt><dd data-figure="events">{ run.events_processed() }</dd></div>
+                        <div><dt>{ "Events" }</dt><dd data-figure="events" data-value={run.events_processed().to_string()}>{ run.events_processed() }</dd></div>
                     </dl>
                     <Charts {charts} />
                     { lesson_chart }

@@ -75,7 +75,7 @@ pub fn sweep_table(props: &SweepTableProps) -> Html {
         let body = rows.iter().map(|row| {
             let is_current = row.option == current;
             let cells = row.figures.iter().map(|figure| {
-                html! { <td data-figure={figure.key}>{ format_figure(figure) }</td> }
+                html! { <td data-figure={figure.key} data-value={figure.value.to_string()}>{ format_figure(figure) }</td> }
             });
             html! {
                 <tr class={classes!(is_current.then_some("current"))} data-option={row.option}>

@@ -108,7 +108,7 @@ pub fn timeline(props: &TimelineProps) -> Html {
             .unwrap_or(&group[0]);
         let (glyph, class) = marker_look(lead).expect("filtered above");
         let at = group[0].time.as_secs_f64();
-        let left = format!("left: {percent:.3}%; top: {}rem", lane as f64 * 1.6);
+        let left = format!("left: {percent:.3}%; top: {}rem", lane as f64 * 1.8);
         let text = group
             .iter()
             .map(|event| describe_event(&props.topology, event))
@@ -137,7 +137,7 @@ pub fn timeline(props: &TimelineProps) -> Html {
         .unwrap_or(0.1);
     html! {
         <section class="timeline" aria-label="Timeline">
-            <div class="timeline-track" style={format!("padding-top: {}rem", lanes_used as f64 * 1.6)}>
+            <div class="timeline-track" style={format!("padding-top: {}rem", lanes_used as f64 * 1.8)}>
                 <ol class="timeline-markers" aria-label="Marked events">{ for markers }</ol>
                 <input type="range" class="timeline-slider" min="0" max={horizon.to_string()}
                     step={step.to_string()} value={props.now.to_string()}

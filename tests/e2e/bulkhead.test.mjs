@@ -9,7 +9,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const number = (text) => Number(text.replace(/[^\d.]/g, ''));
-const figure = async (page, name) => number(await page.textContent(`[data-figure="${name}"]`));
+const figure = async (page, name) => number(await page.getAttribute(`[data-figure="${name}"]`, 'data-value'));
 
 async function seek(page, seconds) {
   await page.$eval(

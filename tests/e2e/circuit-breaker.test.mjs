@@ -7,7 +7,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 
 const suite = useSiteAndBrowser({ before, after });
 
-const figure = async (page, name) => Number((await page.textContent(`[data-figure="${name}"]`)).replace(/[^\d.]/g, ''));
+const figure = async (page, name) => Number((await page.getAttribute(`[data-figure="${name}"]`, 'data-value')).replace(/[^\d.]/g, ''));
 
 async function runToEnd(page, url) {
   await page.goto(url);

@@ -9,7 +9,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const figure = async (page, name) =>
-  Number((await page.textContent(`[data-figure="${name}"]`)).replace(/[^\d.]/g, ''));
+  Number((await page.getAttribute(`[data-figure="${name}"]`, 'data-value')).replace(/[^\d.]/g, ''));
 
 const clockSeconds = async (page) =>
   Number((await page.textContent('.clock')).match(/t = ([\d.]+) s/)[1]);

@@ -7,7 +7,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const clock = async (page) => Number((await page.textContent('.clock')).match(/t = ([\d.]+)/)[1]);
-const figure = async (page, name) => Number(await page.textContent(`[data-figure="${name}"]`));
+const figure = async (page, name) => Number(await page.getAttribute(`[data-figure="${name}"]`, 'data-value'));
 
 test('open the lesson from home; it starts paused and plays with Space', async () => {
   const page = await openPage(suite.browser);

@@ -9,7 +9,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const number = (text) => Number(text.replace(/[^\d.]/g, ''));
-const figure = async (page, name) => number(await page.textContent(`[data-figure="${name}"]`));
+const figure = async (page, name) => number(await page.getAttribute(`[data-figure="${name}"]`, 'data-value'));
 
 async function runToEnd(page, url) {
   await page.goto(url);
@@ -33,7 +33,7 @@ test('the noisy flood is answered with 429s while polite clients keep succeeding
   await page.waitForSelector('[data-node="noisy"][data-state="unhealthy"]');
   assert.match(await page.textContent('.event-log'), /Noisy client is now unhealthy/);
   await page.waitForFunction(
-    () => Number(document.querySelector('[data-figure="noisy_429s"]').textContent.replace(/[^\d.]/g, '')) > 300,
+    () => Number(document.querySelector('[data-figure="noisy_429s"]').dataset.value.replace(/[^\d.]/g, '')) > 300,
     null,
     { timeout: 30_000 },
   );
@@ -57,7 +57,7 @@ test('without limits the flood starves the polite clients; shedding keeps goodpu
 
   await page.click('.sweep-run');
   await page.waitForSelector('table.sweep tr[data-option="latency"]', { timeout: 60_000 });
-  const cell = async (option, key) => number(await page.textContent(`tr[data-option="${option}"] [data-figure="${key}"]`));
+  const cell = async (option, key) => number(await page.getAttribute(`tr[data-option="${option}"] [data-figure="${key}"]`, 'data-value'));
   const none = await cell('none', 'goodput_pct');
   const byQueue = await cell('queue-length', 'goodput_pct');
   const byLatency = await cell('latency', 'goodput_pct');

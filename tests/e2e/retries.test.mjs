@@ -10,7 +10,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const figure = async (page, name) =>
-  Number((await page.textContent(`.lesson-page [data-figure="${name}"]`)).replace(/[^\d.]/g, ''));
+  Number((await page.getAttribute(`.lesson-page [data-figure="${name}"]`, 'data-value')).replace(/[^\d.]/g, ''));
 
 async function runToEnd(page, url) {
   await page.goto(url);
@@ -94,7 +94,7 @@ test('the sweep table runs every strategy on one seed', async () => {
   assert.equal(await page.locator('table.sweep tbody tr').count(), 6);
   const cell = async (option, key) =>
     Number(
-      (await page.textContent(`table.sweep tr[data-option="${option}"] [data-figure="${key}"]`)).replace(/[^\d.]/g, ''),
+      (await page.getAttribute(`table.sweep tr[data-option="${option}"] [data-figure="${key}"]`, 'data-value')).replace(/[^\d.]/g, ''),
     );
   assert.equal(await cell('none', 'recovered'), 1);
   assert.equal(await cell('immediate', 'recovered'), 0);

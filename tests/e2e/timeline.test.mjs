@@ -8,7 +8,7 @@ import { useSiteAndBrowser, openPage, screenshot } from './support.mjs';
 const suite = useSiteAndBrowser({ before, after });
 
 const clock = async (page) => Number((await page.textContent('.clock')).match(/t = ([\d.]+)/)[1]);
-const figure = async (page, name) => Number(await page.textContent(`[data-figure="${name}"]`));
+const figure = async (page, name) => Number(await page.getAttribute(`[data-figure="${name}"]`, 'data-value'));
 
 async function seek(page, seconds) {
   await page.$eval(
