@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::lessons::params::{ParamKind, ParamValues, Seed};
+use crate::lessons::run::LessonCommand;
 use crate::lessons::{self, LessonSpec};
 use crate::sim::metrics::RunSummary;
 use crate::sim::snapshot::Figure;
@@ -33,6 +34,9 @@ pub struct RunRequest {
     pub params: ParamValues,
     pub seed: Seed,
     pub until: SimTime,
+    /// Failures injected at given simulated times, in time order (ties keep their order
+    /// on the command line).
+    pub injections: Vec<(SimTime, &'static str)>,
     pub json: bool,
 }
 
@@ -63,6 +67,8 @@ Runs a lesson's simulation headless and prints its metrics (times in seconds).
   --set name=value  set a parameter (repeatable)
   --seed N          random seed, a whole number (default 1)
   --until SECONDS   simulated duration (default: the lesson's own)
+  --inject T:ID     inject failure ID at T simulated seconds (repeatable; --params
+                    lists the lesson's injections)
   --json            print one JSON object instead of a table";
 
 /// Parses the words after the program name.
@@ -71,6 +77,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RunnerCommand, UsageError
     let mut assignments: Vec<&str> = Vec::new();
     let mut seed: Option<&str> = None;
     let mut until: Option<&str> = None;
+    let mut injections: Vec<&str> = Vec::new();
     let mut json = false;
     let mut list = false;
     let mut list_params = false;
@@ -94,6 +101,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RunnerCommand, UsageError
             "--set" => assignments.push(value_of("--set")?),
             "--seed" => seed = Some(value_of("--seed")?),
             "--until" => until = Some(value_of("--until")?),
+            "--inject" => injections.push(value_of("--inject")?),
             other if other.starts_with('-') => {
                 return Err(UsageError(format!("unknown option '{other}' (try --help)")))
             }
@@ -136,13 +144,56 @@ pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<RunnerCommand, UsageError
         Some(raw) => parse_until(raw)?,
         None => SimTime::ZERO + lesson.default_duration,
     };
+    let mut injections = injections
+        .into_iter()
+        .map(|raw| parse_injection(lesson, raw, until))
+        .collect::<Result<Vec<_>, _>>()?;
+    injections.sort_by_key(|(at, _)| *at);
     Ok(RunnerCommand::Run(RunRequest {
         lesson,
         params,
         seed,
         until,
+        injections,
         json,
     }))
+}
+
+/// `T:ID`: a known injection of `lesson` at `T` seconds, within the run.
+fn parse_injection(
+    lesson: &'static LessonSpec,
+    raw: &str,
+    until: SimTime,
+) -> Result<(SimTime, &'static str), UsageError> {
+    let (at, id) = raw.split_once(':').ok_or_else(|| {
+        UsageError(format!(
+            "--inject takes SECONDS:ID (for example 60:{}), got '{raw}'",
+            lesson.injections.first().map_or("lose-server", |i| i.id)
+        ))
+    })?;
+    let spec = lesson.injection(id.trim()).ok_or_else(|| {
+        let known: Vec<&str> = lesson.injections.iter().map(|i| i.id).collect();
+        UsageError(format!(
+            "unknown injection '{}' for {}; known injections: {}",
+            id.trim(),
+            lesson.id,
+            known.join(", ")
+        ))
+    })?;
+    let seconds: f64 = at
+        .trim()
+        .parse()
+        .ok()
+        .filter(|seconds: &f64| seconds.is_finite() && *seconds >= 0.0)
+        .ok_or_else(|| UsageError(format!("--inject time must be seconds >= 0, got '{at}'")))?;
+    let at = SimTime::from_secs_f64(seconds);
+    if at > until {
+        return Err(UsageError(format!(
+            "--inject at {seconds} s is after the end of the run ({} s)",
+            until.as_secs_f64()
+        )));
+    }
+    Ok((at, spec.id))
 }
 
 fn parse_until(raw: &str) -> Result<SimTime, UsageError> {
@@ -174,6 +225,9 @@ pub fn execute(command: &RunnerCommand) -> Result<String, String> {
 
 fn describe_params(lesson: &LessonSpec) -> String {
     let mut out = String::new();
+    for injection in lesson.injections {
+        let _ = writeln!(out, "inject {}  {}", injection.id, injection.help);
+    }
     for spec in lesson.params {
         let range = match spec.kind {
             ParamKind::Number { min, max, .. } => format!("number {min}..{max}"),
@@ -209,6 +263,18 @@ struct RunReport<'a> {
     summary: &'a RunSummary,
     /// Lesson-specific figures (cost, dead letters...), by key.
     figures: FigureMap,
+    /// What happened to each `--inject`.
+    injections: &'a [InjectionOutcome],
+}
+
+/// One `--inject` as it went: applied, or refused by the model with its reason.
+#[derive(Serialize)]
+struct InjectionOutcome {
+    at: f64,
+    id: &'static str,
+    applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
 }
 
 /// Lesson figures as a JSON object `{key: value}` in display order.
@@ -227,6 +293,18 @@ impl Serialize for FigureMap {
 
 fn run(request: &RunRequest) -> Result<String, String> {
     let mut run = request.lesson.start(&request.params, request.seed);
+    let mut outcomes = Vec::new();
+    for &(at, id) in &request.injections {
+        run.run_until(at);
+        let result = run.apply(&LessonCommand::Inject(id.to_owned()));
+        run.check_conservation()?;
+        outcomes.push(InjectionOutcome {
+            at: at.as_secs_f64(),
+            id,
+            applied: result.is_ok(),
+            refused: result.err().map(|error| error.to_string()),
+        });
+    }
     run.run_until(request.until);
     run.check_conservation()?;
     let summary = run.summary();
@@ -239,6 +317,7 @@ fn run(request: &RunRequest) -> Result<String, String> {
             events: run.events_processed(),
             summary: &summary,
             figures: FigureMap(run.extra_figures()),
+            injections: &outcomes,
         };
         let mut text = serde_json::to_string(&report).map_err(|error| error.to_string())?;
         text.push('\n');
@@ -256,6 +335,16 @@ fn run(request: &RunRequest) -> Result<String, String> {
             for (name, field) in fields {
                 let _ = writeln!(out, "  {name:<14} {field}");
             }
+        }
+        for figure in run.extra_figures() {
+            let _ = writeln!(out, "  {:<14} {} {}", figure.key, figure.value, figure.unit);
+        }
+        for outcome in &outcomes {
+            let what = match &outcome.refused {
+                None => "applied".to_owned(),
+                Some(reason) => format!("refused: {reason}"),
+            };
+            let _ = writeln!(out, "  inject {} at {} s: {what}", outcome.id, outcome.at);
         }
         Ok(out)
     }

@@ -105,6 +105,41 @@ fn same_command_prints_the_same_bytes() {
 }
 
 #[test]
+fn injections_run_at_their_times_and_refusals_are_reported() {
+    let plain = simulate(&["circuit-breaker", "--set", "incident=none", "--json"]);
+    let injected = simulate(&[
+        "circuit-breaker",
+        "--set",
+        "incident=none",
+        "--inject",
+        "100:dependency-recovers",
+        "--inject=60:dependency-hangs",
+        "--json",
+    ]);
+    assert!(injected.status.success(), "{}", stderr(&injected));
+    let plain: serde_json::Value = serde_json::from_str(&stdout(&plain)).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&injected)).unwrap();
+    assert_eq!(plain["figures"]["breaker_opened"], 0.0);
+    assert!(report["figures"]["breaker_opened"].as_f64().unwrap() >= 1.0);
+    // Sorted by time: the hang at 60 s, then the recovery at 100 s; both applied.
+    let outcomes = report["injections"].as_array().unwrap();
+    assert_eq!(outcomes[0]["id"], "dependency-hangs");
+    assert_eq!(outcomes[1]["at"], 100.0);
+    assert!(outcomes.iter().all(|o| o["applied"] == true));
+    // A refusal (already healthy) is reported, not fatal.
+    let refused = simulate(&[
+        "circuit-breaker",
+        "--set",
+        "incident=none",
+        "--inject",
+        "5:dependency-recovers",
+    ]);
+    assert!(refused.status.success());
+    assert!(stdout(&refused)
+        .contains("inject dependency-recovers at 5 s: refused: the dependency is already healthy"));
+}
+
+#[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["no-such-lesson"], "unknown lesson 'no-such-lesson'; known lessons: queueing-basics"),
@@ -129,6 +164,16 @@ fn bad_input_gets_one_line_and_exit_code_2() {
         (&["queueing-basics", "--until", "soon"], "--until must be a number of seconds"),
         (&["queueing-basics", "--seed"], "--seed needs a value"),
         (&["queueing-basics", "--frobnicate"], "unknown option '--frobnicate'"),
+        (&["queueing-basics", "--inject", "lose-server"], "--inject takes SECONDS:ID"),
+        (
+            &["queueing-basics", "--inject", "10:meteor"],
+            "unknown injection 'meteor' for queueing-basics; known injections: burst, lose-server",
+        ),
+        (&["queueing-basics", "--inject", "-5:burst"], "--inject time must be seconds >= 0"),
+        (
+            &["queueing-basics", "--until", "100", "--inject", "200:burst"],
+            "--inject at 200 s is after the end of the run (100 s)",
+        ),
         (&[], "missing lesson id"),
     ];
     for (args, expected) in cases {
