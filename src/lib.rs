@@ -4,6 +4,7 @@
 //! headless runner) are thin shells over it. See ARCHITECTURE.md for the codemap.
 
 pub mod bench_support;
+pub mod embed;
 pub mod learning;
 pub mod lessons;
 pub mod route;

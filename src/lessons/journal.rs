@@ -10,7 +10,7 @@
 use crate::sim::time::SimTime;
 
 use super::params::{ParamValues, Seed};
-use super::run::{LessonCommand, LessonRun};
+use super::run::{CommandError, LessonCommand, LessonRun};
 use super::LessonSpec;
 
 /// One command with the run's position when it was applied.
@@ -74,6 +74,36 @@ impl Journal {
             events: handled + outcome.events,
             reached: outcome.reached,
         }
+    }
+
+    /// The journal of a run that applies `schedule` (time, command) in order: runs the
+    /// lesson to each time and records what the model accepts. A shared link's schedule
+    /// becomes the same journal the author's clicks made, so opening the link replays the
+    /// author's run (a command issued between two events of the same microsecond replays
+    /// after all of them). Returns the journal, the run at the last scheduled time (its
+    /// log shows what the schedule will do) and each refusal with its time and command.
+    pub fn from_schedule<'a>(
+        spec: &LessonSpec,
+        params: &ParamValues,
+        seed: Seed,
+        schedule: impl IntoIterator<Item = (SimTime, &'a LessonCommand)>,
+    ) -> (Journal, Box<dyn LessonRun>, Vec<(SimTime, CommandError)>) {
+        let mut run = spec.start(params, seed);
+        let mut journal = Journal::default();
+        let mut refusals = Vec::new();
+        for (at, command) in schedule {
+            run.run_until(at);
+            match run.apply(command) {
+                Ok(()) => journal.record(run.as_ref(), command.clone()),
+                Err(problem) => refusals.push((at, problem)),
+            }
+        }
+        (journal, run, refusals)
+    }
+
+    /// The recorded commands with their times, as a link's schedule carries them.
+    pub fn commands(&self) -> impl Iterator<Item = (SimTime, &LessonCommand)> + '_ {
+        self.entries.iter().map(|entry| (entry.at, &entry.command))
     }
 
     /// Keeps only the entries at or before `t` (used when a run is rebuilt without its

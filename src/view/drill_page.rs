@@ -133,7 +133,7 @@ fn learn_links(question: &DrillQuestion, on_navigate: &Callback<Route>) -> Html 
         .and_then(lessons::find)
         .map(|spec| {
             let route = Route::Lesson(LessonRoute::defaults(spec));
-            let href = super::url::query_for(&route);
+            let href = super::url::query_for(&route, &crate::route::Presentation::default());
             let onclick = on_navigate.reform(move |event: MouseEvent| {
                 event.prevent_default();
                 route.clone()

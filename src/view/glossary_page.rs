@@ -48,7 +48,7 @@ pub fn glossary_page(props: &GlossaryPageProps) -> Html {
             let lesson_links = term.lessons.iter().filter_map(|id| {
                 let spec = lessons::find(id)?;
                 let route = Route::Lesson(LessonRoute::defaults(spec));
-                let href = super::url::query_for(&route);
+                let href = super::url::query_for(&route, &crate::route::Presentation::default());
                 let onclick = props.on_navigate.reform(move |event: MouseEvent| {
                     event.prevent_default();
                     route.clone()

@@ -114,7 +114,7 @@ pub fn home(props: &HomeProps) -> Html {
         }
         let items = members.into_iter().map(|&(index, lesson)| {
             let route = Route::Lesson(LessonRoute::defaults(lesson));
-            let href = super::url::query_for(&route);
+            let href = super::url::query_for(&route, &crate::route::Presentation::default());
             let onclick = {
                 let on_navigate = props.on_navigate.clone();
                 Callback::from(move |event: MouseEvent| {

@@ -8,11 +8,12 @@ use std::rc::Rc;
 use gloo::render::{request_animation_frame, AnimationFrame};
 use yew::prelude::*;
 
+use crate::embed::{self, HostCommand};
 use crate::learning::content;
 use crate::learning::progress::Progress;
 use crate::lessons::params::{Liveness, ParamValue, ParamValues, Seed};
 use crate::lessons::run::LessonCommand;
-use crate::route::LessonRoute;
+use crate::route::{LessonRoute, Panel, Presentation, Route, Scheduled};
 
 use super::breaker_diagram::BreakerDiagram;
 use super::charts::{chart_data, Charts};
@@ -23,6 +24,7 @@ use super::narrative::Narrative;
 use super::param_controls::ParamControls;
 use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
+use super::share_bar::{ExportKind, ShareBar};
 use super::sweep_table::SweepTable;
 use super::timeline::Timeline;
 use super::topology_view::TopologyView;
@@ -36,12 +38,17 @@ type FrameCallback = Rc<RefCell<Option<Box<dyn Fn(f64)>>>>;
 #[derive(Properties, PartialEq)]
 pub struct LessonPageProps {
     pub route: LessonRoute,
+    /// Embed mode, visible panels, locked parameters.
+    pub presentation: Presentation,
     /// The page changed its own route (parameter, seed): update the address.
     pub on_route_change: Callback<LessonRoute>,
     pub on_home: Callback<()>,
     pub progress: Progress,
     /// (lesson id, question id, correct)
     pub on_answer: Callback<(String, String, bool)>,
+    /// Commands from a host page, taken when `host_tick` changes.
+    pub host_inbox: super::HostInbox,
+    pub host_tick: u64,
 }
 
 #[function_component(LessonPage)]
@@ -190,13 +197,17 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let fast_forwarding = fast_forwarding.clone();
         let heard = heard.clone();
         let bump = bump.clone();
+        let on_route_change = props.on_route_change.clone();
         Callback::from(move |_| {
-            let route = runtime.borrow().route.clone();
+            // Reset starts over clean: the scheduled commands go too.
+            let mut route = runtime.borrow().route.clone();
+            route.schedule.clear();
             let comparing = runtime.borrow().partner.is_some();
             *runtime.borrow_mut() = LessonRuntime::rebuilt(&route, comparing);
             *heard.borrow_mut() = 0;
             playing.set(false);
             fast_forwarding.set(false);
+            on_route_change.emit(route);
             bump();
         })
     };
@@ -262,27 +273,26 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             let Ok(spec) = route.params.spec(name) else {
                 return;
             };
-            if route.params.set(name, value).is_err() {
-                return;
-            }
             if spec.liveness == Liveness::Live {
+                // A live change joins the run's journal (and so the link's schedule).
                 let command = LessonCommand::SetParam {
                     name: name.to_owned(),
                     value,
                 };
                 let mut runtime = runtime.borrow_mut();
                 match runtime.apply(&command) {
-                    Ok(()) => {
-                        // The run keeps going; only the address changes.
-                        runtime.route = route.clone();
-                        message.set(None);
-                    }
+                    Ok(()) => message.set(None),
                     Err(problem) => {
                         message.set(Some(problem.to_string()));
                         return;
                     }
                 }
+                route = runtime.route.clone();
+            } else if route.params.set(name, value).is_err() {
+                return;
             }
+            // A restart parameter changes how the run starts: the page rebuilds it from
+            // the new route, keeping the schedule.
             on_route_change.emit(route);
             bump();
         })
@@ -291,11 +301,19 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let runtime = runtime.clone();
         let message = message.clone();
         let bump = bump.clone();
+        let on_route_change = props.on_route_change.clone();
         Callback::from(move |id: &'static str| {
             let result = runtime
                 .borrow_mut()
                 .apply(&LessonCommand::Inject(id.to_owned()));
-            message.set(result.err().map(|problem| problem.to_string()));
+            match result {
+                // The injection joins the link's schedule.
+                Ok(()) => {
+                    message.set(None);
+                    on_route_change.emit(runtime.borrow().route.clone());
+                }
+                Err(problem) => message.set(Some(problem.to_string())),
+            }
             bump();
         })
     };
@@ -310,6 +328,97 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             *heard.borrow_mut() = 0;
             playing.set(false);
             bump();
+        })
+    };
+    // Commands from the host page (embedding): the same paths as the buttons.
+    {
+        let runtime = runtime.clone();
+        let playing = playing.clone();
+        let inbox = props.host_inbox.clone();
+        let on_reset = on_reset.clone();
+        let on_inject = on_inject.clone();
+        let on_route_change = props.on_route_change.clone();
+        let origins = props.presentation.origins.clone();
+        let bump = bump.clone();
+        use_effect_with(props.host_tick, move |_| {
+            let commands: Vec<HostCommand> = inbox.0.borrow_mut().drain(..).collect();
+            for command in commands {
+                let problem = match command {
+                    HostCommand::Play => {
+                        playing.set(true);
+                        None
+                    }
+                    HostCommand::Pause => {
+                        playing.set(false);
+                        None
+                    }
+                    HostCommand::Reset => {
+                        on_reset.emit(());
+                        None
+                    }
+                    HostCommand::Inject(id) => match spec.injection(&id) {
+                        Some(injection) => {
+                            on_inject.emit(injection.id);
+                            None
+                        }
+                        None => Some(format!("this lesson has no failure called '{id}'")),
+                    },
+                    HostCommand::SetParams(pairs) => {
+                        apply_host_params(&runtime, &pairs, &on_route_change).err()
+                    }
+                    // Handled by the app.
+                    HostCommand::ResetProgress => None,
+                };
+                if let Some(problem) = problem {
+                    super::host_bridge::post(&embed::error(&problem), &origins);
+                }
+            }
+            bump();
+        });
+    }
+    let on_export = {
+        let runtime = runtime.clone();
+        let message = message.clone();
+        Callback::from(move |kind: ExportKind| {
+            let runtime = runtime.borrow();
+            let stem = format!(
+                "{}-seed{}-t{}",
+                spec.id,
+                runtime.route.seed.0,
+                runtime.run.now().as_secs_f64().round()
+            );
+            let result = match kind {
+                ExportKind::ChartsSvg => super::export::charts_as_svg()
+                    .ok_or_else(|| "there are no charts on the page".to_owned())
+                    .and_then(|svg| {
+                        super::export::download(
+                            &format!("{stem}-charts.svg"),
+                            "image/svg+xml",
+                            &svg,
+                        )
+                    }),
+                ExportKind::ChartsPng => {
+                    super::export::download_charts_png(&format!("{stem}-charts.png"))
+                }
+                ExportKind::MetricsCsv => {
+                    let charts = chart_data(runtime.run.metrics(), runtime.run.now());
+                    super::export::download(
+                        &format!("{stem}-series.csv"),
+                        "text/csv",
+                        &super::export::charts_csv(&charts),
+                    )
+                }
+                ExportKind::MetricsJson => super::export::download(
+                    &format!("{stem}-metrics.json"),
+                    "application/json",
+                    &metrics_json(&runtime),
+                ),
+            };
+            message.set(
+                result
+                    .err()
+                    .map(|problem| format!("Could not export: {problem}.")),
+            );
         })
     };
     let lesson_content = content::for_lesson(spec.id);
@@ -332,13 +441,19 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                     return;
                 }
             }
+            // The step's failure happens at once: it is the schedule's only command.
+            route.schedule = step
+                .inject
+                .iter()
+                .map(|id| Scheduled {
+                    at: crate::sim::time::SimTime::ZERO,
+                    command: LessonCommand::Inject(id.clone()),
+                })
+                .collect();
             let comparing = runtime.borrow().partner.is_some();
-            let mut fresh = LessonRuntime::rebuilt(&route, comparing);
-            if let Some(injection) = &step.inject {
-                if let Err(problem) = fresh.apply(&LessonCommand::Inject(injection.clone())) {
-                    message.set(Some(problem.to_string()));
-                }
-            }
+            let fresh = LessonRuntime::rebuilt(&route, comparing);
+            message.set(fresh.schedule_problems.first().cloned());
+            let route = fresh.route.clone();
             *runtime.borrow_mut() = fresh;
             *heard.borrow_mut() = 0;
             on_route_change.emit(route);
@@ -500,12 +615,97 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         }
     };
 
+    let shows = |panel: Panel| props.presentation.shows(panel);
+    let embed = props.presentation.embed;
+    let header = if embed {
+        html! {
+            <header class="embed-header">
+                <h1>{ spec.title }</h1>
+                <a class="open-full" href={super::url::absolute(&Route::Lesson(runtime_ref.route.clone()), &Presentation::default())}
+                    target="_blank" rel="noopener">{ "Open in Patterns Playground ↗" }</a>
+            </header>
+        }
+    } else {
+        html! {
+            <>
+                <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a>{ " · " }<a href="?page=glossary" target="_blank">{ "Glossary (new tab)" }</a></nav>
+                <h1>{ spec.title }</h1>
+                <p class="lesson-summary">{ spec.summary }</p>
+            </>
+        }
+    };
+    let schedule_problems = runtime_ref
+        .schedule_problems
+        .iter()
+        .map(|line| html! { <p class="notice" role="status">{ line.clone() }</p> });
+    let share_bar = (!embed).then(|| {
+        html! {
+            <ShareBar route={runtime_ref.route.clone()} presentation={props.presentation.clone()}
+                title={spec.title} {on_export} />
+        }
+    });
+    let figures = html! {
+        <dl class="figures">
+            <div><dt>{ "Completed" }</dt><dd data-figure="completed" data-value={summary.completed.to_string()}>{ summary.completed }</dd></div>
+            <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean" data-value={summary.wait_mean.to_string()}>{ format!("{:.2} s", summary.wait_mean) }</dd></div>
+            <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99" data-value={summary.latency_p99.to_string()}>{ format!("{:.2} s", summary.latency_p99) }</dd></div>
+            <div><dt>{ "Rejected" }</dt><dd data-figure="rejected" data-value={summary.rejected.to_string()}>{ summary.rejected }</dd></div>
+            <div><dt>{ "Failed" }</dt><dd data-figure="failed" data-value={summary.failed.to_string()}>{ summary.failed }</dd></div>
+            <div><dt>{ "Duplicated" }</dt><dd data-figure="duplicated" data-value={summary.duplicated.to_string()}>{ summary.duplicated }</dd></div>
+            { for extra_figures }
+            <div><dt>{ "Events" }</dt><dd data-figure="events" data-value={run.events_processed().to_string()}>{ run.events_processed() }</dd></div>
+        </dl>
+    };
+    let stage = html! {
+        <section class="stage" aria-label="Simulation">
+            if shows(Panel::Topology) {
+                { compare_toggle }
+                { main_view }
+                { breaker_diagram }
+                <Timeline now={now.as_secs_f64()} horizon={runtime_ref.horizon.as_secs_f64()}
+                    topology={topology.clone()} markers={runtime_ref.markers.clone()}
+                    can_step_back={runtime_ref.can_step_back() && !*fast_forwarding}
+                    {on_seek} {on_step_back} />
+            }
+            <p class="status" data-testid="status">
+                { format!("t = {:.1} s. {status}", now.as_secs_f64()) }
+            </p>
+            <p class="live" aria-live="polite" aria-atomic="true">{ announcement }</p>
+            if shows(Panel::Charts) {
+                { figures }
+                <Charts {charts} />
+                { lesson_chart }
+                { sweep_table }
+            }
+        </section>
+    };
+    let controls = shows(Panel::Controls).then(|| {
+        html! {
+            <aside class="controls">
+                <ParamControls params={runtime_ref.current_params()} locked={props.presentation.locked} on_change={on_param} />
+                <Injections injections={spec.injections} {on_inject} />
+                <section class="event-log" aria-label="Recent events">
+                    <h3>{ "Recent events" }</h3>
+                    <ul>{ for events_list }</ul>
+                </section>
+            </aside>
+        }
+    });
+    let learning = (shows(Panel::Narrative) || shows(Panel::Quiz)).then(|| {
+        html! {
+            <div class="learning">
+                if shows(Panel::Narrative) { { narrative } }
+                if shows(Panel::Quiz) { { quiz } }
+            </div>
+        }
+    });
+    let classes = classes!("lesson-page", embed.then_some("embed"));
+
     html! {
-        <main id="app-root" class="lesson-page" data-lesson={spec.id}>
-            <nav class="breadcrumb"><a href="?" onclick={on_home}>{ "← All lessons" }</a>{ " · " }<a href="?page=glossary" target="_blank">{ "Glossary (new tab)" }</a></nav>
-            <h1>{ spec.title }</h1>
-            <p class="lesson-summary">{ spec.summary }</p>
+        <main id="app-root" class={classes} data-lesson={spec.id}>
+            { header }
             { notice }
+            { for schedule_problems }
             <Transport
                 playing={*playing}
                 fast_forwarding={*fast_forwarding}
@@ -515,46 +715,87 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 seed={runtime_ref.route.seed.0}
                 {on_toggle} {on_step} {on_reset} {on_run_to_end} {on_speed} {on_seed}
             />
-            <div class="lesson-layout">
-                <section class="stage" aria-label="Simulation">
-                    { compare_toggle }
-                    { main_view }
-                    { breaker_diagram }
-                    <Timeline now={now.as_secs_f64()} horizon={runtime_ref.horizon.as_secs_f64()}
-                        topology={topology.clone()} markers={runtime_ref.markers.clone()}
-                        can_step_back={runtime_ref.can_step_back() && !*fast_forwarding}
-                        {on_seek} {on_step_back} />
-                    <p class="status" data-testid="status">
-                        { format!("t = {:.1} s. {status}", now.as_secs_f64()) }
-                    </p>
-                    <p class="live" aria-live="polite" aria-atomic="true">{ announcement }</p>
-                    <dl class="figures">
-                        <div><dt>{ "Completed" }</dt><dd data-figure="completed" data-value={summary.completed.to_string()}>{ summary.completed }</dd></div>
-                        <div><dt>{ "Mean wait" }</dt><dd data-figure="wait_mean" data-value={summary.wait_mean.to_string()}>{ format!("{:.2} s", summary.wait_mean) }</dd></div>
-                        <div><dt>{ "p99 latency" }</dt><dd data-figure="latency_p99" data-value={summary.latency_p99.to_string()}>{ format!("{:.2} s", summary.latency_p99) }</dd></div>
-                        <div><dt>{ "Rejected" }</dt><dd data-figure="rejected" data-value={summary.rejected.to_string()}>{ summary.rejected }</dd></div>
-                        <div><dt>{ "Failed" }</dt><dd data-figure="failed" data-value={summary.failed.to_string()}>{ summary.failed }</dd></div>
-                        <div><dt>{ "Duplicated" }</dt><dd data-figure="duplicated" data-value={summary.duplicated.to_string()}>{ summary.duplicated }</dd></div>
-                        { for extra_figures }
-                        <div><dt>{ "Events" }</dt><dd data-figure="events" data-value={run.events_processed().to_string()}>{ run.events_processed() }</dd></div>
-                    </dl>
-                    <Charts {charts} />
-                    { lesson_chart }
-                    { sweep_table }
-                </section>
-                <aside class="controls">
-                    <ParamControls params={runtime_ref.route.params.clone()} on_change={on_param} />
-                    <Injections injections={spec.injections} {on_inject} />
-                    <section class="event-log" aria-label="Recent events">
-                        <h3>{ "Recent events" }</h3>
-                        <ul>{ for events_list }</ul>
-                    </section>
-                </aside>
+            { share_bar }
+            <div class={classes!("lesson-layout", controls.is_none().then_some("no-controls"))}>
+                { stage }
+                { controls }
             </div>
-            <div class="learning">
-                { narrative }
-                { quiz }
-            </div>
+            { learning }
         </main>
     }
+}
+
+/// Applies host-sent parameter values all together (or none, if any is invalid): live
+/// ones through the run's journal, restart ones by one rebuild from the new route.
+fn apply_host_params(
+    runtime: &Rc<RefCell<LessonRuntime>>,
+    pairs: &[(String, String)],
+    on_route_change: &Callback<LessonRoute>,
+) -> Result<(), String> {
+    let current = runtime.borrow().current_params();
+    let values = embed::validate_params(&current, pairs)?;
+    let mut runtime = runtime.borrow_mut();
+    let mut restart = runtime.route.params.clone();
+    let mut needs_restart = false;
+    for (name, value) in values {
+        let live = current
+            .spec(name)
+            .is_ok_and(|spec| spec.liveness == Liveness::Live);
+        if live {
+            runtime
+                .apply(&LessonCommand::SetParam {
+                    name: name.to_owned(),
+                    value,
+                })
+                .map_err(|problem| problem.to_string())?;
+        } else {
+            restart
+                .set(name, value)
+                .map_err(|problem| problem.to_string())?;
+            needs_restart = true;
+        }
+    }
+    let mut route = runtime.route.clone();
+    if needs_restart {
+        route.params = restart;
+    }
+    on_route_change.emit(route);
+    Ok(())
+}
+
+/// The run's numbers as JSON, in the headless runner's shape (`simulate --json`) plus the
+/// schedule: what a learner hands in with an assignment.
+fn metrics_json(runtime: &LessonRuntime) -> String {
+    let run = runtime.run.as_ref();
+    let params: serde_json::Map<String, serde_json::Value> = runtime
+        .start_params
+        .iter()
+        .map(|(spec, value)| (spec.name.to_owned(), serde_json::json!(value.to_string())))
+        .collect();
+    let figures: serde_json::Map<String, serde_json::Value> = run
+        .extra_figures()
+        .into_iter()
+        .map(|figure| (figure.key.to_owned(), serde_json::json!(figure.value)))
+        .collect();
+    let schedule: Vec<String> = runtime
+        .route
+        .schedule
+        .iter()
+        .map(Scheduled::to_text)
+        .collect();
+    let mut report = serde_json::json!({
+        "lesson": runtime.route.lesson,
+        "seed": runtime.route.seed.0,
+        "until": run.now().as_secs_f64(),
+        "params": params,
+        "schedule": schedule,
+        "events": run.events_processed(),
+    });
+    if let (Some(object), Ok(serde_json::Value::Object(summary))) =
+        (report.as_object_mut(), serde_json::to_value(run.summary()))
+    {
+        object.extend(summary);
+        object.insert("figures".to_owned(), serde_json::Value::Object(figures));
+    }
+    serde_json::to_string_pretty(&report).unwrap_or_default()
 }

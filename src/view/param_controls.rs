@@ -9,6 +9,9 @@ use crate::lessons::params::{Liveness, ParamKind, ParamSpec, ParamValue, ParamVa
 #[derive(Properties, PartialEq)]
 pub struct ParamControlsProps {
     pub params: ParamValues,
+    /// Shown but not changeable (an embedding course fixed them).
+    #[prop_or_default]
+    pub locked: bool,
     /// A validated new value for one parameter.
     pub on_change: Callback<(&'static str, ParamValue)>,
 }
@@ -41,8 +44,8 @@ pub fn param_controls(props: &ParamControlsProps) -> Html {
         control(spec, value, on_text, error)
     });
     html! {
-        <fieldset class="param-controls">
-            <legend>{ "Parameters" }</legend>
+        <fieldset class="param-controls" disabled={props.locked}>
+            <legend>{ if props.locked { "Parameters (fixed for this page)" } else { "Parameters" } }</legend>
             { for controls }
         </fieldset>
     }

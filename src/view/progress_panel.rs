@@ -4,7 +4,6 @@
 
 use gloo::file::callbacks::{read_as_text, FileReader};
 use gloo::file::File;
-use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 use crate::learning::progress::{self, Progress};
@@ -25,28 +24,6 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// Offers `text` as a download named `name`.
-fn download(name: &str, text: &str) -> Result<(), String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let document = window.document().ok_or("no document")?;
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
-    let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
-        .map_err(|_| "the browser refused to build the file")?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob)
-        .map_err(|_| "the browser refused to offer the file")?;
-    let anchor: web_sys::HtmlAnchorElement = document
-        .create_element("a")
-        .map_err(|_| "no link element")?
-        .unchecked_into();
-    anchor.set_href(&url);
-    anchor.set_download(name);
-    anchor.click();
-    let _ = web_sys::Url::revoke_object_url(&url);
-    Ok(())
-}
-
 #[function_component(ProgressPanel)]
 pub fn progress_panel(props: &ProgressPanelProps) -> Html {
     let message = use_state(|| None::<(bool, String)>);
@@ -58,7 +35,11 @@ pub fn progress_panel(props: &ProgressPanelProps) -> Html {
         let progress = props.progress.clone();
         let message = message.clone();
         Callback::from(move |_: MouseEvent| {
-            let result = download("patterns-playground-progress.json", &progress.to_export());
+            let result = super::export::download(
+                "patterns-playground-progress.json",
+                "application/json",
+                &progress.to_export(),
+            );
             message.set(Some(match result {
                 Ok(()) => (
                     true,

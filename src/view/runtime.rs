@@ -5,7 +5,7 @@
 use crate::lessons::journal::{replay, Journal};
 use crate::lessons::params::{ParamKind, ParamValue, ParamValues};
 use crate::lessons::run::{CommandError, LessonCommand, LessonRun};
-use crate::route::LessonRoute;
+use crate::route::{LessonRoute, Scheduled};
 use crate::sim::snapshot::{LoggedEvent, Snapshot};
 use crate::sim::time::{SimDuration, SimTime};
 
@@ -43,6 +43,8 @@ pub struct LessonRuntime {
     /// The notable events of the furthest point this run reached (timeline markers;
     /// after a seek back they include the recorded future).
     pub markers: Vec<LoggedEvent>,
+    /// Scheduled commands (from the link) the model refused, in words.
+    pub schedule_problems: Vec<String>,
 }
 
 /// The other side of a comparison.
@@ -73,6 +75,8 @@ impl Partner {
 }
 
 impl LessonRuntime {
+    /// A run of `route` at time zero, with the route's schedule in its journal (the
+    /// timeline shows what the schedule will do before it happens).
     pub fn new(route: &LessonRoute) -> Self {
         let spec = route.spec();
         let run = spec.start(&route.params, route.seed);
@@ -86,9 +90,50 @@ impl LessonRuntime {
             journal: Journal::default(),
             history: Vec::new(),
             markers: Vec::new(),
+            schedule_problems: Vec::new(),
         };
+        if !route.schedule.is_empty() {
+            let (journal, ahead, refusals) = Journal::from_schedule(
+                spec,
+                &route.params,
+                route.seed,
+                route
+                    .schedule
+                    .iter()
+                    .map(|entry| (entry.at, &entry.command)),
+            );
+            runtime.journal = journal;
+            runtime.markers = ahead.log().entries().to_vec();
+            runtime.schedule_problems = refusals
+                .into_iter()
+                .map(|(at, problem)| {
+                    format!(
+                        "The link's command at {} s was not applied: {problem}.",
+                        at.as_secs_f64()
+                    )
+                })
+                .collect();
+            runtime.sync_schedule();
+        }
         runtime.refresh();
         runtime
+    }
+
+    /// The parameters in force now (the start values plus live changes so far).
+    pub fn current_params(&self) -> ParamValues {
+        self.journal.params_at(&self.start_params, self.run.now())
+    }
+
+    /// The route's schedule follows the journal, so the address always reproduces the run.
+    fn sync_schedule(&mut self) {
+        self.route.schedule = self
+            .journal
+            .commands()
+            .map(|(at, command)| Scheduled {
+                at,
+                command: command.clone(),
+            })
+            .collect();
     }
 
     /// A fresh run of `route`, comparing side by side if `comparing`.
@@ -219,8 +264,6 @@ impl LessonRuntime {
             partner.applied = 0;
             partner.catch_up(&self.journal, t);
         }
-        // The controls show the parameters in force at `t`.
-        self.route.params = self.journal.params_at(&self.start_params, t);
         self.refresh();
     }
 
@@ -243,6 +286,7 @@ impl LessonRuntime {
             self.journal.record(self.run.as_ref(), command.clone());
             // The recorded future is gone; so are its markers.
             self.markers = self.run.log().entries().to_vec();
+            self.sync_schedule();
         }
         // The partner picks the command up from the journal in `refresh`.
         self.refresh();

@@ -1,7 +1,7 @@
 //! Reading and writing the page address: the only place the app touches
 //! `window.location` and `history`. Parsing itself happens in `crate::route`.
 
-use crate::route::{self, ParsedRoute, Route};
+use crate::route::{self, ParsedRoute, Presentation, Route};
 
 /// The current address's query pairs, decoded.
 pub fn current_pairs() -> Vec<(String, String)> {
@@ -28,9 +28,9 @@ pub fn current_route() -> ParsedRoute {
     route::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-/// The query string (with leading `?`, or empty) that reproduces `route`.
-pub fn query_for(route: &Route) -> String {
-    let pairs = route::to_pairs(route);
+/// The query string (with leading `?`, or empty) that reproduces `route` as presented.
+pub fn query_for(route: &Route, presentation: &Presentation) -> String {
+    let pairs = route::to_pairs(route, presentation);
     if pairs.is_empty() {
         return "?".to_owned();
     }
@@ -44,20 +44,33 @@ pub fn query_for(route: &Route) -> String {
 }
 
 /// Replaces the address bar's query with `route`'s, without reloading or adding history.
-pub fn replace(route: &Route) {
+pub fn replace(route: &Route, presentation: &Presentation) {
     if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
         let _ = history.replace_state_with_url(
             &wasm_bindgen::JsValue::NULL,
             "",
-            Some(&query_for(route)),
+            Some(&query_for(route, presentation)),
         );
     }
 }
 
 /// Pushes `route` as a new history entry (navigation between pages).
-pub fn push(route: &Route) {
+pub fn push(route: &Route, presentation: &Presentation) {
     if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-        let _ =
-            history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query_for(route)));
+        let _ = history.push_state_with_url(
+            &wasm_bindgen::JsValue::NULL,
+            "",
+            Some(&query_for(route, presentation)),
+        );
     }
+}
+
+/// The absolute address of `route` as presented: the page's own location (any host,
+/// any sub-path) with the route's query. What Share copies and embed snippets use.
+pub fn absolute(route: &Route, presentation: &Presentation) -> String {
+    let location = web_sys::window().map(|w| w.location());
+    let base = location
+        .and_then(|l| Some(format!("{}{}", l.origin().ok()?, l.pathname().ok()?)))
+        .unwrap_or_default();
+    format!("{base}{}", query_for(route, presentation))
 }
