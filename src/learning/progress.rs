@@ -1,13 +1,17 @@
 //! The learner's progress, stored in the browser as versioned JSON. Parsed at the edge:
-//! missing data starts fresh; corrupt or foreign data starts fresh *with a notice*;
-//! nothing stored can crash the app.
+//! missing data starts fresh; older formats are migrated; corrupt or foreign data starts
+//! fresh *with a notice*; nothing stored can crash the app.
+//!
+//! Formats: 1 = answers by lesson and question; 2 (current) adds the lessons the learner
+//! has opened (`visited`), so a lesson read but not yet quizzed shows as in progress.
+//! Format 1 migrates to 2 with every lesson that has answers counted as visited.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 /// Bump when the stored shape changes (and add a migration or a reset notice).
-pub const PROGRESS_VERSION: u32 = 1;
+pub const PROGRESS_VERSION: u32 = 2;
 
 /// The storage key (namespaced so host pages' own keys never clash).
 pub const STORAGE_KEY: &str = "patterns-playground/progress";
@@ -27,6 +31,50 @@ pub struct Progress {
     pub version: u32,
     /// By lesson id, then question id.
     pub lessons: BTreeMap<String, BTreeMap<String, AnswerRecord>>,
+    /// Lessons the learner has opened.
+    pub visited: BTreeSet<String>,
+}
+
+/// Format 1, as stored before `visited` existed (read only, to migrate).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressV1 {
+    #[allow(dead_code)]
+    version: u32,
+    lessons: BTreeMap<String, BTreeMap<String, AnswerRecord>>,
+}
+
+impl From<ProgressV1> for Progress {
+    fn from(old: ProgressV1) -> Self {
+        Progress {
+            version: PROGRESS_VERSION,
+            visited: old.lessons.keys().cloned().collect(),
+            lessons: old.lessons,
+        }
+    }
+}
+
+/// Reads stored or exported JSON of any known format into the current one. `Err` says
+/// why it is not progress (`None` version: not ours at all).
+fn read_any_format(value: serde_json::Value) -> Result<Progress, ReadError> {
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    match version {
+        Some(1) => serde_json::from_value::<ProgressV1>(value)
+            .map(Progress::from)
+            .map_err(|error| ReadError::Damaged(error.to_string())),
+        Some(version) if version == u64::from(PROGRESS_VERSION) => {
+            serde_json::from_value::<Progress>(value)
+                .map_err(|error| ReadError::Damaged(error.to_string()))
+        }
+        Some(version) if version > u64::from(PROGRESS_VERSION) => Err(ReadError::Newer(version)),
+        _ => Err(ReadError::NoVersion),
+    }
+}
+
+enum ReadError {
+    Damaged(String),
+    Newer(u64),
+    NoVersion,
 }
 
 /// Where a lesson stands.
@@ -42,11 +90,18 @@ impl Progress {
         Progress {
             version: PROGRESS_VERSION,
             lessons: BTreeMap::new(),
+            visited: BTreeSet::new(),
         }
+    }
+
+    /// Records that the learner opened `lesson`; false if it was already recorded.
+    pub fn visit(&mut self, lesson: &str) -> bool {
+        self.visited.insert(lesson.to_owned())
     }
 
     /// Records an attempt.
     pub fn record(&mut self, lesson: &str, question: &str, correct: bool) {
+        self.visited.insert(lesson.to_owned());
         let entry = self
             .lessons
             .entry(lesson.to_owned())
@@ -76,7 +131,7 @@ impl Progress {
             .iter()
             .filter(|id| self.answer(lesson, id).is_some_and(|record| record.correct))
             .count();
-        if answered == 0 {
+        if answered == 0 && !self.visited.contains(lesson) {
             LessonStatus::NotStarted
         } else if correct == ids.len() {
             LessonStatus::Mastered
@@ -105,6 +160,7 @@ impl Progress {
     /// Adds `other`'s records to these. Where both have a question, the record with more
     /// attempts wins (it has seen everything the other has), and on a tie `other`'s.
     pub fn merge(&mut self, other: &Progress) {
+        self.visited.extend(other.visited.iter().cloned());
         for (lesson, answers) in &other.lessons {
             let mine = self.lessons.entry(lesson.clone()).or_default();
             for (question, record) in answers {
@@ -134,22 +190,14 @@ pub fn parse_import(text: &str) -> Result<Progress, String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
         "That file is not a progress export from Patterns Playground: it is not JSON.".to_owned()
     })?;
-    let version = value.get("version").and_then(serde_json::Value::as_u64);
-    match version {
-        Some(version) if version == u64::from(PROGRESS_VERSION) => {}
-        Some(version) if version > u64::from(PROGRESS_VERSION) => {
-            return Err(format!(
-                "That file was exported by a newer version of the playground (format {version}; this one reads {PROGRESS_VERSION}). Open the newer version to import it."
-            ))
+    read_any_format(value).map_err(|error| match error {
+        ReadError::Newer(version) => format!(
+            "That file was exported by a newer version of the playground (format {version}; this one reads {PROGRESS_VERSION}). Open the newer version to import it."
+        ),
+        ReadError::NoVersion => "That file is not a progress export from Patterns Playground: it has no format version this version knows.".to_owned(),
+        ReadError::Damaged(error) => {
+            format!("That file is not a progress export from Patterns Playground ({error}).")
         }
-        _ => {
-            return Err(
-                "That file is not a progress export from Patterns Playground: it has no format version this version knows.".to_owned(),
-            )
-        }
-    }
-    serde_json::from_value::<Progress>(value).map_err(|error| {
-        format!("That file is not a progress export from Patterns Playground ({error}).")
     })
 }
 
@@ -159,13 +207,13 @@ pub fn parse_stored(stored: Option<&str>) -> (Progress, Option<String>) {
     let Some(text) = stored.filter(|text| !text.trim().is_empty()) else {
         return (Progress::new(), None);
     };
-    match serde_json::from_str::<Progress>(text) {
-        Ok(progress) if progress.version == PROGRESS_VERSION => (progress, None),
-        Ok(progress) => (
+    let value = serde_json::from_str::<serde_json::Value>(text);
+    match value.map_err(|error| ReadError::Damaged(error.to_string())).and_then(read_any_format) {
+        Ok(progress) => (progress, None),
+        Err(ReadError::Newer(version)) => (
             Progress::new(),
             Some(format!(
-                "Your saved progress was written by another version of the playground (format {}, this one reads {}), so it starts fresh.",
-                progress.version, PROGRESS_VERSION
+                "Your saved progress was written by a newer version of the playground (format {version}, this one reads {PROGRESS_VERSION}), so it starts fresh here; the saved copy is kept aside.",
             )),
         ),
         Err(_) => (
@@ -220,6 +268,46 @@ mod tests {
     }
 
     #[test]
+    fn format_1_migrates_to_the_current_format() {
+        let v1 = r#"{"version":1,"lessons":{"failover":{"q1":{"correct":true,"attempts":2}},"retries":{}}}"#;
+        let (progress, notice) = parse_stored(Some(v1));
+        assert_eq!(notice, None);
+        assert_eq!(progress.version, PROGRESS_VERSION);
+        assert_eq!(
+            progress.answer("failover", "q1"),
+            Some(AnswerRecord {
+                correct: true,
+                attempts: 2
+            })
+        );
+        let visited: Vec<&str> = progress.visited.iter().map(String::as_str).collect();
+        assert_eq!(visited, ["failover", "retries"]);
+        // An old export imports too, and the migrated progress saves in the new format.
+        assert_eq!(parse_import(v1).unwrap(), progress);
+        assert!(progress.to_json().contains("\"version\":2"));
+        assert_eq!(parse_stored(Some(&progress.to_json())).0, progress);
+    }
+
+    #[test]
+    fn an_opened_lesson_is_in_progress_and_merges_keep_every_visit() {
+        let mut progress = Progress::new();
+        assert_eq!(progress.status("l", ["a"]), LessonStatus::NotStarted);
+        assert!(progress.visit("l"));
+        assert!(!progress.visit("l"));
+        assert_eq!(
+            progress.status("l", ["a"]),
+            LessonStatus::InProgress {
+                correct: 0,
+                total: 1
+            }
+        );
+        let mut other = Progress::new();
+        other.visit("m");
+        other.merge(&progress);
+        assert!(other.visited.contains("l") && other.visited.contains("m"));
+    }
+
+    #[test]
     fn an_export_imports_back_and_merges_by_attempts() {
         let mut laptop = Progress::new();
         laptop.record("l", "a", false);
@@ -260,6 +348,8 @@ mod tests {
             ("{\"name\": \"my notes\"}", "no format version"),
             ("{\"version\": 7, \"lessons\": {}}", "newer version"),
             ("{\"version\": 1, \"lessons\": {}, \"theme\": \"dark\"}", "unknown field"),
+            ("{\"version\": 2, \"lessons\": {}, \"visited\": [], \"theme\": \"dark\"}", "unknown field"),
+            ("{\"version\": 2, \"lessons\": {}}", "missing field"),
             ("{\"version\": 1, \"lessons\": {\"l\": {\"q\": {\"correct\": 1, \"attempts\": 1}}}}", "not a progress export"),
         ];
         for (text, reason) in cases {

@@ -92,13 +92,31 @@ impl Journal {
         let mut journal = Journal::default();
         let mut refusals = Vec::new();
         for (at, command) in schedule {
-            run.run_until(at);
+            // A command at time zero applies before any event, as a click before Play
+            // does.
+            if at > run.now() {
+                run.run_until(at);
+            }
             match run.apply(command) {
                 Ok(()) => journal.record(run.as_ref(), command.clone()),
                 Err(problem) => refusals.push((at, problem)),
             }
         }
         (journal, run, refusals)
+    }
+
+    /// A fresh run at time zero with the commands recorded at its very start (time zero,
+    /// no event handled yet) already applied: `advance` treats a position the run has
+    /// reached as done, so those must be applied here.
+    pub fn start(&self, spec: &LessonSpec, params: &ParamValues, seed: Seed) -> Box<dyn LessonRun> {
+        let mut run = spec.start(params, seed);
+        for entry in &self.entries {
+            if entry.after_events != 0 || entry.at != SimTime::ZERO {
+                break;
+            }
+            let _ = run.apply(&entry.command);
+        }
+        run
     }
 
     /// The recorded commands with their times, as a link's schedule carries them.
@@ -168,7 +186,7 @@ pub fn replay(
     journal: &Journal,
     t: SimTime,
 ) -> Box<dyn LessonRun> {
-    let mut run = spec.start(params, seed);
+    let mut run = journal.start(spec, params, seed);
     journal.advance(run.as_mut(), t, u64::MAX);
     run
 }

@@ -24,7 +24,9 @@ use super::narrative::Narrative;
 use super::param_controls::ParamControls;
 use super::quiz::Quiz;
 use super::runtime::LessonRuntime;
+use super::runtime::SPEEDS;
 use super::share_bar::{ExportKind, ShareBar};
+use super::shortcuts::{shortcut_for, Shortcut, ShortcutsHelp};
 use super::sweep_table::SweepTable;
 use super::timeline::Timeline;
 use super::topology_view::TopologyView;
@@ -60,6 +62,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
     let frame = use_state(|| 0u64);
     let message = use_state(|| None::<String>);
     let heard = use_mut_ref(|| 0usize);
+    let reduced_motion = use_memo((), |_| prefers_reduced_motion());
 
     // A new route from outside (link, back button) rebuilds the run.
     {
@@ -83,12 +86,13 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let fast_forwarding_state = fast_forwarding.clone();
         let playing_state = playing.clone();
         use_effect_with(
-            (*playing, *fast_forwarding, *speed),
-            move |&(playing, fast_forwarding, speed)| {
+            (*playing, *fast_forwarding, *speed, *reduced_motion),
+            move |&(playing, fast_forwarding, speed, reduced_motion)| {
                 let handle: Rc<RefCell<Option<AnimationFrame>>> = Rc::new(RefCell::new(None));
                 let tick: FrameCallback = Rc::new(RefCell::new(None));
                 if playing || fast_forwarding {
                     let last = Rc::new(Cell::new(None::<f64>));
+                    let last_drawn = Rc::new(Cell::new(None::<f64>));
                     let counter = Rc::new(Cell::new(*frame));
                     let next_handle = handle.clone();
                     let next_tick = tick.clone();
@@ -106,8 +110,18 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                                 false
                             }
                         };
-                        counter.set(counter.get() + 1);
-                        frame.set(counter.get());
+                        // With reduced motion the picture changes in discrete steps
+                        // (twice a second) instead of tokens gliding every frame.
+                        let due = !reduced_motion
+                            || done
+                            || last_drawn
+                                .get()
+                                .is_none_or(|drawn| timestamp - drawn >= 500.0);
+                        if due {
+                            last_drawn.set(Some(timestamp));
+                            counter.set(counter.get() + 1);
+                            frame.set(counter.get());
+                        }
                         if done {
                             fast_forwarding_state.set(false);
                             playing_state.set(false);
@@ -135,12 +149,14 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         );
     }
 
-    // Space toggles play anywhere on the page except in form fields and on buttons
-    // (where Space already means "press").
+    // Keyboard shortcuts (see `shortcuts::KEYS`), anywhere on the page except while
+    // typing in a form field, and except Space/Enter on buttons and links (which press
+    // them). The listener is registered once and calls the latest handler.
+    let help_open = use_state_eq(|| false);
+    let key_handler = use_mut_ref(|| None::<Callback<Shortcut>>);
     {
-        let playing = playing.clone();
-        let fast_forwarding = fast_forwarding.clone();
-        use_effect_with(*playing, move |_| {
+        let key_handler = key_handler.clone();
+        use_effect_with((), move |_| {
             let document = gloo::utils::document();
             let options = gloo::events::EventListenerOptions::enable_prevent_default();
             let listener = gloo::events::EventListener::new_with_options(
@@ -149,9 +165,10 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 options,
                 move |event| {
                     let event: &web_sys::KeyboardEvent = wasm_bindgen::JsCast::unchecked_ref(event);
-                    if event.key() != " " || *fast_forwarding {
+                    if event.ctrl_key() || event.alt_key() || event.meta_key() {
                         return;
                     }
+                    let key = event.key();
                     let tag = event
                         .target()
                         .and_then(|target| {
@@ -159,14 +176,19 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                         })
                         .map(|element| element.tag_name().to_ascii_lowercase())
                         .unwrap_or_default();
-                    if matches!(
-                        tag.as_str(),
-                        "input" | "select" | "textarea" | "button" | "a"
-                    ) {
+                    let typing = matches!(tag.as_str(), "input" | "select" | "textarea");
+                    let pressing = matches!(tag.as_str(), "button" | "a" | "summary")
+                        && (key == " " || key == "Enter");
+                    if (typing && key != "Escape") || pressing {
                         return;
                     }
-                    event.prevent_default();
-                    playing.set(!*playing);
+                    let Some(shortcut) = shortcut_for(&key) else {
+                        return;
+                    };
+                    if let Some(handler) = key_handler.borrow().as_ref() {
+                        event.prevent_default();
+                        handler.emit(shortcut);
+                    }
                 },
             );
             move || drop(listener)
@@ -273,7 +295,9 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             let Ok(spec) = route.params.spec(name) else {
                 return;
             };
-            if spec.liveness == Liveness::Live {
+            // Before the run has started, every change is a start value.
+            let started = runtime.borrow().run.events_processed() > 0;
+            if spec.liveness == Liveness::Live && started {
                 // A live change joins the run's journal (and so the link's schedule).
                 let command = LessonCommand::SetParam {
                     name: name.to_owned(),
@@ -421,6 +445,71 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             );
         })
     };
+    let help_button = use_node_ref();
+    let on_close_help = {
+        let help_open = help_open.clone();
+        let help_button = help_button.clone();
+        Callback::from(move |_: ()| {
+            help_open.set(false);
+            if let Some(button) = help_button.cast::<web_sys::HtmlElement>() {
+                let _ = button.focus();
+            }
+        })
+    };
+    let on_shortcut = {
+        let playing = *playing;
+        let fast_forwarding = *fast_forwarding;
+        let current_speed = *speed;
+        let help_open = help_open.clone();
+        let on_close_help = on_close_help.clone();
+        let (on_toggle, on_step, on_step_back, on_run_to_end, on_reset, on_speed, on_inject) = (
+            on_toggle.clone(),
+            on_step.clone(),
+            on_step_back.clone(),
+            on_run_to_end.clone(),
+            on_reset.clone(),
+            on_speed.clone(),
+            on_inject.clone(),
+        );
+        Callback::from(move |shortcut: Shortcut| {
+            if *help_open {
+                // The dialog is modal: only closing it works.
+                if matches!(shortcut, Shortcut::CloseHelp | Shortcut::Help) {
+                    on_close_help.emit(());
+                }
+                return;
+            }
+            let speed_index = SPEEDS
+                .iter()
+                .position(|s| (*s - current_speed).abs() < 1e-9)
+                .unwrap_or(2);
+            match shortcut {
+                Shortcut::TogglePlay if !fast_forwarding => on_toggle.emit(()),
+                Shortcut::Step if !playing && !fast_forwarding => on_step.emit(()),
+                Shortcut::StepBack if !fast_forwarding => on_step_back.emit(()),
+                Shortcut::RunToEnd if !fast_forwarding => on_run_to_end.emit(()),
+                Shortcut::Reset => on_reset.emit(()),
+                Shortcut::Slower => on_speed.emit(SPEEDS[speed_index.saturating_sub(1)]),
+                Shortcut::Faster => on_speed.emit(SPEEDS[(speed_index + 1).min(SPEEDS.len() - 1)]),
+                Shortcut::Inject(index) => {
+                    if let Some(injection) = spec.injections.get(index) {
+                        on_inject.emit(injection.id);
+                    }
+                }
+                Shortcut::Help => help_open.set(true),
+                _ => {}
+            }
+        })
+    };
+    *key_handler.borrow_mut() = Some(on_shortcut);
+    let on_open_help = {
+        let help_open = help_open.clone();
+        Callback::from(move |_: MouseEvent| help_open.set(true))
+    };
+    let shortcuts_dialog = help_open.then(|| {
+        let injections: Vec<&'static str> = spec.injections.iter().map(|i| i.label).collect();
+        html! { <ShortcutsHelp {injections} on_close={on_close_help.clone()} /> }
+    });
     let lesson_content = content::for_lesson(spec.id);
     let on_try = {
         let runtime = runtime.clone();
@@ -715,6 +804,9 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
                 seed={runtime_ref.route.seed.0}
                 {on_toggle} {on_step} {on_reset} {on_run_to_end} {on_speed} {on_seed}
             />
+            <button type="button" class="shortcuts-button" ref={help_button} aria-keyshortcuts="?"
+                onclick={on_open_help}>{ "Keyboard shortcuts (?)" }</button>
+            { shortcuts_dialog }
             { share_bar }
             <div class={classes!("lesson-layout", controls.is_none().then_some("no-controls"))}>
                 { stage }
@@ -735,12 +827,14 @@ fn apply_host_params(
     let current = runtime.borrow().current_params();
     let values = embed::validate_params(&current, pairs)?;
     let mut runtime = runtime.borrow_mut();
+    let started = runtime.run.events_processed() > 0;
     let mut restart = runtime.route.params.clone();
     let mut needs_restart = false;
     for (name, value) in values {
-        let live = current
-            .spec(name)
-            .is_ok_and(|spec| spec.liveness == Liveness::Live);
+        let live = started
+            && current
+                .spec(name)
+                .is_ok_and(|spec| spec.liveness == Liveness::Live);
         if live {
             runtime
                 .apply(&LessonCommand::SetParam {
@@ -798,4 +892,16 @@ fn metrics_json(runtime: &LessonRuntime) -> String {
         object.insert("figures".to_owned(), serde_json::Value::Object(figures));
     }
     serde_json::to_string_pretty(&report).unwrap_or_default()
+}
+
+/// Whether the learner asked the system for reduced motion.
+fn prefers_reduced_motion() -> bool {
+    web_sys::window()
+        .and_then(|window| {
+            window
+                .match_media("(prefers-reduced-motion: reduce)")
+                .ok()
+                .flatten()
+        })
+        .is_some_and(|query| query.matches())
 }

@@ -22,6 +22,7 @@ mod quiz;
 mod rich_text;
 mod runtime;
 mod share_bar;
+mod shortcuts;
 mod storage;
 mod sweep_table;
 mod timeline;
@@ -83,6 +84,20 @@ pub fn app() -> Html {
             progress.set(next);
         })
     };
+
+    // Opening a lesson counts as starting it.
+    {
+        let progress = progress.clone();
+        use_effect_with((*route).clone(), move |route| {
+            if let Route::Lesson(lesson) = route {
+                let mut next = (*progress).clone();
+                if next.visit(lesson.lesson) {
+                    storage::save(&next);
+                    progress.set(next);
+                }
+            }
+        });
+    }
 
     // Commands from a host page: progress ones are handled here, lesson ones queue for
     // the lesson page (which owns the run) and a tick tells it to look.

@@ -102,6 +102,7 @@ impl LessonRuntime {
                     .iter()
                     .map(|entry| (entry.at, &entry.command)),
             );
+            runtime.run = journal.start(spec, &route.params, route.seed);
             runtime.journal = journal;
             runtime.markers = ahead.log().entries().to_vec();
             runtime.schedule_problems = refusals
