@@ -451,9 +451,14 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let help_button = help_button.clone();
         Callback::from(move |_: ()| {
             help_open.set(false);
-            if let Some(button) = help_button.cast::<web_sys::HtmlElement>() {
-                let _ = button.focus();
-            }
+            // Focus goes back where it was, once the dialog has left the page.
+            let help_button = help_button.clone();
+            gloo::timers::callback::Timeout::new(0, move || {
+                if let Some(button) = help_button.cast::<web_sys::HtmlElement>() {
+                    let _ = button.focus();
+                }
+            })
+            .forget();
         })
     };
     let on_shortcut = {
