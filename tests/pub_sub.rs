@@ -87,9 +87,17 @@ fn fan_out_delivers_every_message_to_every_subscription_exactly_once() {
             assert_eq!(s.processed, published, "{service}, seed {seed}");
             assert_eq!(s.processing_runs, published, "{service}, seed {seed}");
         }
-        assert_eq!(stats(&run, "audit"), ServiceStats::default(), "not subscribed");
+        assert_eq!(
+            stats(&run, "audit"),
+            ServiceStats::default(),
+            "not subscribed"
+        );
         let summary = run.summary();
-        assert_eq!(summary.generated, 3 * published, "one copy per subscription");
+        assert_eq!(
+            summary.generated,
+            3 * published,
+            "one copy per subscription"
+        );
         assert_eq!(summary.completed, 3 * published);
         assert_eq!(summary.duplicated, 0);
         assert_eq!(figure(&run, "duplicates"), 0.0);
@@ -107,7 +115,10 @@ fn point_to_point_processes_each_message_exactly_once_in_total() {
         let services = ["email", "thumbnail", "analytics"].map(|s| stats(&run, s));
         let processed: u64 = services.iter().map(|s| s.processed).sum();
         let deliveries: u64 = services.iter().map(|s| s.deliveries).sum();
-        assert_eq!(processed, published, "each message processed once, seed {seed}");
+        assert_eq!(
+            processed, published,
+            "each message processed once, seed {seed}"
+        );
         assert_eq!(deliveries, published, "and delivered once, seed {seed}");
         for s in services {
             // Competing consumers split the messages: each service sees about a third.
@@ -238,7 +249,10 @@ fn a_slow_subscriber_backs_up_only_its_own_queue() {
                 );
             }
         }
-        assert!((180.0..360.0).contains(&previous), "1.5 msg/s × 180 s: {previous}");
+        assert!(
+            (180.0..360.0).contains(&previous),
+            "1.5 msg/s × 180 s: {previous}"
+        );
         assert_eq!(figure(&run, "backlog_max"), previous);
         // Restored, the analytics consumers work the backlog off (5 msg/s vs 2 msg/s).
         inject(&mut run, "restore");
@@ -255,7 +269,10 @@ fn with_competing_consumers_a_slow_service_just_takes_fewer_messages() {
     let before = ["email", "analytics"].map(|s| stats(&run, s).deliveries);
     inject(&mut run, "slow-analytics");
     LessonRun::run_until(&mut run, secs(240.0));
-    assert!(figure(&run, "backlog_max") <= 8.0, "the shared queue keeps up");
+    assert!(
+        figure(&run, "backlog_max") <= 8.0,
+        "the shared queue keeps up"
+    );
     let email = stats(&run, "email").deliveries - before[0];
     let analytics = stats(&run, "analytics").deliveries - before[1];
     assert!(
@@ -281,7 +298,10 @@ fn a_subscriber_added_mid_run_gets_the_messages_published_from_then_on() {
         assert_eq!(audit.processed, published - before);
         // Everyone else still gets everything: the producer did not change.
         assert_eq!(stats(&run, "email").deliveries, published);
-        assert_eq!(figure(&run, "deliveries_audit"), (published - before) as f64);
+        assert_eq!(
+            figure(&run, "deliveries_audit"),
+            (published - before) as f64
+        );
     }
 }
 
@@ -305,7 +325,10 @@ fn an_unsubscribed_queue_drains_and_then_goes_off() {
         state_changes(&run, "queue-analytics").last(),
         Some(&NodeState::Off)
     );
-    assert_eq!(state_changes(&run, "analytics").last(), Some(&NodeState::Off));
+    assert_eq!(
+        state_changes(&run, "analytics").last(),
+        Some(&NodeState::Off)
+    );
     // It processed its backlog but nothing published after it left.
     let analytics = stats(&run, "analytics");
     assert!(analytics.processed <= published_then);
@@ -383,7 +406,12 @@ fn session(delivery: &str, seed: u64) -> (String, String, Vec<String>) {
     run.run_until(secs(300.0));
     run.check_conservation().unwrap();
     let figures = format!("{:?}", run.extra_figures());
-    let log = run.log().entries().iter().map(|e| format!("{e:?}")).collect();
+    let log = run
+        .log()
+        .entries()
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
     (fingerprint(&run.summary()), figures, log)
 }
 
