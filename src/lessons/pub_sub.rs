@@ -23,6 +23,10 @@
 //! delivery, so delivery is at least once: never lost, sometimes repeated. Competing
 //! consumers on one queue each receive different messages.
 //!
+//! The two channel kinds are Gregor Hohpe and Bobby Woolf's Publish-Subscribe Channel and
+//! Point-to-Point Channel with Competing Consumers ("Enterprise Integration Patterns",
+//! 2003).
+//!
 //! Requests (for conservation and the standard counters) are message copies: a published
 //! message is one copy per subscription in fan-out and one copy in point-to-point; a copy
 //! completes when a consumer deletes it. Fan-out factor = copies processed ÷ messages
@@ -895,7 +899,7 @@ impl LessonModel for PubSubModel {
                 key: "backlog_max",
                 label: "Longest queue",
                 value: longest as f64,
-                unit: "msgs",
+                unit: "",
             },
             Figure {
                 key: "duplicates",
@@ -930,7 +934,7 @@ impl LessonModel for PubSubModel {
                     key,
                     label,
                     value: queue.waiting.len() as f64,
-                    unit: "msgs",
+                    unit: "",
                 });
             }
         }
