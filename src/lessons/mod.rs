@@ -12,6 +12,7 @@ pub mod failover;
 pub mod journal;
 pub mod load_leveling;
 pub mod params;
+pub mod pub_sub;
 pub mod queueing_basics;
 pub mod rate_limiting;
 pub mod retries;
@@ -100,9 +101,10 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 8] = [
+    static CATALOG: [LessonSpec; 9] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
+        pub_sub::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
