@@ -186,3 +186,37 @@ test('a copied link reproduces the run: same schedule, same figures', async () =
   assert.deepEqual(page.problems, []);
   assert.deepEqual(other.problems, []);
 });
+
+test('charts export as SVG and PNG, metrics as CSV and JSON', async () => {
+  const page = await openPage(suite.browser, { acceptDownloads: true });
+  await page.goto(`${suite.site.url}?lesson=failover&seed=4&schedule=60:kill-primary`);
+  await page.locator('.play').waitFor();
+  await runToEnd(page);
+  const download = async (kind) => {
+    const [file] = await Promise.all([page.waitForEvent('download'), page.click(`[data-export="${kind}"]`)]);
+    return { name: file.suggestedFilename(), body: await readFile(await file.path()) };
+  };
+  const csv = await download('MetricsCsv');
+  assert.equal(csv.name, 'failover-seed4-t600-series.csv');
+  const rows = csv.body.toString().trim().split('\n');
+  assert.equal(rows[0], 'chart,line,time_s,value');
+  assert.ok(rows.length > 50, `${rows.length} rows`);
+  assert.ok(rows.some((row) => row.startsWith('Latency,p99,')));
+
+  const json = JSON.parse((await download('MetricsJson')).body.toString());
+  assert.equal(json.lesson, 'failover');
+  assert.equal(json.seed, 4);
+  assert.deepEqual(json.schedule, ['60:kill-primary']);
+  const shown = await page.getAttribute('[data-figure="rto_s"]', 'data-value');
+  assert.equal(json.figures.rto_s, Number(shown));
+  assert.equal(json.completed, Number(await page.getAttribute('[data-figure="completed"]', 'data-value')));
+
+  const svg = (await download('ChartsSvg')).body.toString();
+  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  assert.match(svg, /<polyline/);
+  assert.match(svg, /Throughput and errors/);
+  const png = await download('ChartsPng');
+  assert.match(png.name, /\.png$/);
+  assert.deepEqual([...png.body.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+  assert.deepEqual(page.problems, []);
+});
