@@ -582,24 +582,28 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         .take(5)
         .map(|event| describe_event(&topology, event))
         .collect();
-    // The live region announces only what is new since it last spoke.
+    let status = describe_state(run, &runtime_ref.snapshot);
+    // The live region announces only what is new since it last spoke, followed by the
+    // state it left the system in ("... Worker 2 is now down. Now: 14 waiting; ...").
     let announcement = {
         let mut heard = heard.borrow_mut();
         let fresh = log.len().saturating_sub(*heard);
         *heard = log.len();
         if fresh > 0 {
-            latest_events
+            let mut words = latest_events
                 .iter()
                 .take(fresh.min(3))
                 .rev()
                 .cloned()
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" ");
+            words.push_str(" Now: ");
+            words.push_str(&status);
+            words
         } else {
             String::new()
         }
     };
-    let status = describe_state(run, &runtime_ref.snapshot);
     let charts = chart_data(run.metrics(), now);
     let summary = run.summary();
     let notice = (*message)
