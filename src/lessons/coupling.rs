@@ -146,7 +146,7 @@ const PARAMS: &[ParamSpec] = &[
     integer("web_threads", "Web tier threads", "", "Calls the web tier can hold open at once; a request finding them all busy is refused (HTTP 503).", (1, 500, 64), Liveness::Live),
     number("health_check_interval", "Health check interval", "s", "Load balancer: time between health checks (ELB allows 5-300 s, default 30 s); a server is taken out after 2 failed checks in a row and put back after 5 passed ones.", (5.0, 300.0, 5.0, 10.0), Liveness::Live),
     number("hard_deadline", "Hard real-time deadline", "s", "End-to-end deadline of a job someone waits for right now.", (0.05, 10.0, 0.05, 0.5), Liveness::Restart),
-    number("soft_deadline", "Soft real-time deadline", "s", "End-to-end deadline of a job that may take a little while (minutes).", (1.0, 3600.0, 1.0, 60.0), Liveness::Restart),
+    number("soft_deadline", "Soft real-time deadline", "s", "End-to-end deadline of a job that may take a little while (minutes).", (1.0, 3600.0, 1.0, 120.0), Liveness::Restart),
     number("batch_deadline", "Batch deadline", "s", "End-to-end deadline of an offline job (hours).", (60.0, 86_400.0, 60.0, 3600.0), Liveness::Restart),
     ParamSpec {
         name: "scheduled_failure",
