@@ -67,17 +67,34 @@ fn a_dead_server_ripples_fully_when_called_directly_partly_through_a_balancer_an
         let queued = scenario("queue", "kill-server", seed, 400.0);
         let errors = |run: &Box<dyn LessonRun>| figure(run.as_ref(), "caller_errors");
         let (d, b, q) = (errors(&direct), errors(&balanced), errors(&queued));
-        assert!(d > 2.0 * b && b > 0.0, "seed {seed}: direct {d} > LB {b} > 0");
-        assert_eq!(q, 0.0, "seed {seed}: the queue's caller never sees the crash");
+        assert!(
+            d > 2.0 * b && b > 0.0,
+            "seed {seed}: direct {d} > LB {b} > 0"
+        );
+        assert_eq!(
+            q, 0.0,
+            "seed {seed}: the queue's caller never sees the crash"
+        );
         // Direct: every call pinned to the dead server fails for the whole outage:
         // about rate / servers × 120 s = 50 / 3 × 120 = 2000 (Poisson noise a few %).
         assert!((d - 2000.0).abs() < 200.0, "seed {seed}: direct errors {d}");
         // Through the balancer only until two failed checks (10-20 s) take it out, plus
         // the calls in progress there: at most 50 / 3 × 20 + a handful.
-        assert!(b < 50.0 / 3.0 * 20.0 * 1.15 + 20.0, "seed {seed}: LB errors {b}");
+        assert!(
+            b < 50.0 / 3.0 * 20.0 * 1.15 + 20.0,
+            "seed {seed}: LB errors {b}"
+        );
         for run in [&direct, &balanced, &queued] {
-            assert_eq!(run.summary().generated, direct.summary().generated, "same arrivals");
-            assert_eq!(run.summary().failed as f64, errors(run), "every error is a failure");
+            assert_eq!(
+                run.summary().generated,
+                direct.summary().generated,
+                "same arrivals"
+            );
+            assert_eq!(
+                run.summary().failed as f64,
+                errors(run),
+                "every error is a failure"
+            );
         }
         // The web tier turned unhealthy for the outage (direct) or the gap (LB) only.
         let unhealthy = |run: &Box<dyn LessonRun>| figure(run.as_ref(), "web_unhealthy_s");
@@ -96,7 +113,12 @@ fn a_slow_database_ripples_through_both_synchronous_variants_but_only_fills_the_
         let queued = scenario("queue", "slow-database", seed, 600.0);
         // The caller's view is identical to a run without any failure: same errors, same
         // latency distribution (it only waits for the enqueue).
-        for key in ["caller_errors", "caller_p99_s", "caller_error_pct", "web_unhealthy_s"] {
+        for key in [
+            "caller_errors",
+            "caller_p99_s",
+            "caller_error_pct",
+            "web_unhealthy_s",
+        ] {
             assert_eq!(
                 figure(baseline.as_ref(), key),
                 figure(queued.as_ref(), key),
@@ -104,7 +126,10 @@ fn a_slow_database_ripples_through_both_synchronous_variants_but_only_fills_the_
             );
         }
         assert!(figure(queued.as_ref(), "caller_p99_s") <= 2.0 * HOP.as_secs_f64() + 1e-9);
-        assert!(figure(queued.as_ref(), "backlog_peak") > 1000.0, "backlog grows");
+        assert!(
+            figure(queued.as_ref(), "backlog_peak") > 1000.0,
+            "backlog grows"
+        );
         assert_eq!(figure(queued.as_ref(), "backlog"), 0.0, "then drains");
         assert_eq!(queued.summary().failed + queued.summary().rejected, 0);
         for coupling in ["direct", "load-balancer"] {
@@ -114,9 +139,15 @@ fn a_slow_database_ripples_through_both_synchronous_variants_but_only_fills_the_
                 "seed {seed} {coupling}: timeouts and refusals reach the caller"
             );
             assert!(run.summary().rejected > 0, "the web tier's threads ran out");
-            assert!(figure(run.as_ref(), "caller_p99_s") >= 1.99, "callers wait the timeout");
+            assert!(
+                figure(run.as_ref(), "caller_p99_s") >= 1.99,
+                "callers wait the timeout"
+            );
             assert_eq!(figure(run.as_ref(), "ripple_depth"), 3.0, "{coupling}");
-            assert!(figure(run.as_ref(), "wasted_calls") > 0.0, "servers work for nobody");
+            assert!(
+                figure(run.as_ref(), "wasted_calls") > 0.0,
+                "servers work for nobody"
+            );
             // Shallow health checks see a running server: nothing is taken out.
             assert!(!run
                 .log()
@@ -132,12 +163,24 @@ fn queue_end_to_end_times_include_the_backlog_wait_and_meet_batch_but_not_hard_d
     let healthy = scenario("queue", "", 5, 600.0);
     let slowed = scenario("queue", "slow-database", 5, 600.0);
     let (h, s) = (healthy.summary(), slowed.summary());
-    assert!(h.wait_mean < 0.01, "no backlog when healthy: {}", h.wait_mean);
-    assert!(s.wait_mean > 5.0, "jobs waited in the queue: {}", s.wait_mean);
+    assert!(
+        h.wait_mean < 0.01,
+        "no backlog when healthy: {}",
+        h.wait_mean
+    );
+    assert!(
+        s.wait_mean > 5.0,
+        "jobs waited in the queue: {}",
+        s.wait_mean
+    );
     // End to end = ack + backlog wait + processing: the mean sojourn exceeds the mean
     // wait by at least the healthy processing path.
     assert!(s.sojourn_mean > s.wait_mean + 0.5 * h.sojourn_mean);
-    assert!(s.latency_p99 > 30.0, "the p99 job waited tens of seconds: {}", s.latency_p99);
+    assert!(
+        s.latency_p99 > 30.0,
+        "the p99 job waited tens of seconds: {}",
+        s.latency_p99
+    );
     assert_eq!(figure(healthy.as_ref(), "within_hard_pct"), 100.0);
     assert!(figure(slowed.as_ref(), "within_hard_pct") < 80.0);
     assert_eq!(figure(slowed.as_ref(), "within_batch_pct"), 100.0);
@@ -160,7 +203,10 @@ fn deadline_shares_count_failures_as_misses_and_match_the_counters() {
     let expected = 100.0 * summary.completed as f64 / (summary.completed + summary.failed) as f64;
     for key in ["within_hard_pct", "within_soft_pct", "within_batch_pct"] {
         let value = figure(run.as_ref(), key);
-        assert!((value - expected).abs() < 1e-9, "{key}: {value} vs {expected}");
+        assert!(
+            (value - expected).abs() < 1e-9,
+            "{key}: {value} vs {expected}"
+        );
     }
 }
 
@@ -216,8 +262,14 @@ fn with_every_server_dead_the_balancer_fails_open_and_the_queue_keeps_accepting(
         if coupling == "queue" {
             assert_eq!(after.failed, 0);
             // Only results already on their way out at the crash still arrive.
-            assert!(after.completed - before.completed < 10, "nothing is processed");
-            assert!(figure(run.as_ref(), "backlog") > 2500.0, "the backlog holds the jobs");
+            assert!(
+                after.completed - before.completed < 10,
+                "nothing is processed"
+            );
+            assert!(
+                figure(run.as_ref(), "backlog") > 2500.0,
+                "the backlog holds the jobs"
+            );
         } else {
             // Every call is sent somewhere (fail open) and refused: all fail fast.
             assert!(after.completed - before.completed < 10);
@@ -250,15 +302,25 @@ fn a_dead_workers_messages_come_back_after_the_visibility_timeout_and_are_all_do
     run.run_until(secs(98.0 + VISIBILITY_TIMEOUT.as_secs_f64()));
     run.snapshot_into(&mut snapshot, 10_000);
     for id in &stuck {
-        let token = snapshot.tokens.iter().find(|token| token.id == *id).unwrap();
+        let token = snapshot
+            .tokens
+            .iter()
+            .find(|token| token.id == *id)
+            .unwrap();
         assert!(matches!(token.place, Place::InService { node, .. } if node == server));
         assert_eq!(token.attempt, 1);
     }
     // …then received again (attempt 2) by a live worker…
-    run.run_until(secs(100.0 + VISIBILITY_TIMEOUT.as_secs_f64() + 3.0 * HOP.as_secs_f64()));
+    run.run_until(secs(
+        100.0 + VISIBILITY_TIMEOUT.as_secs_f64() + 3.0 * HOP.as_secs_f64(),
+    ));
     run.snapshot_into(&mut snapshot, 10_000);
     for id in &stuck {
-        let token = snapshot.tokens.iter().find(|token| token.id == *id).unwrap();
+        let token = snapshot
+            .tokens
+            .iter()
+            .find(|token| token.id == *id)
+            .unwrap();
         assert_eq!(token.attempt, 2);
         assert!(!matches!(token.place, Place::InService { node, .. } if node == server));
     }

@@ -359,20 +359,12 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CouplingModel>
     let web = topology.add_node("web", "Web tier", NodeKind::Server, 0.16, 0.5);
     let middle = match coupling {
         Coupling::Direct => None,
-        Coupling::LoadBalancer => Some(topology.add_node(
-            "balancer",
-            "Load balancer",
-            NodeKind::Router,
-            0.32,
-            0.5,
-        )),
-        Coupling::Queue => Some(topology.add_node(
-            "queue",
-            "Order queue",
-            NodeKind::Queue,
-            0.42,
-            0.5,
-        )),
+        Coupling::LoadBalancer => {
+            Some(topology.add_node("balancer", "Load balancer", NodeKind::Router, 0.32, 0.5))
+        }
+        Coupling::Queue => {
+            Some(topology.add_node("queue", "Order queue", NodeKind::Queue, 0.42, 0.5))
+        }
     };
     let database = topology.add_node("database", "Stock DB", NodeKind::Store, 0.94, 0.16);
     let done = topology.add_node("done", "Done", NodeKind::Sink, 0.94, 0.84);
@@ -755,7 +747,9 @@ impl CouplingModel {
             self.fail(slot, false, scheduler);
             return;
         }
-        let line = self.servers[server].line.expect("synchronous servers have a line");
+        let line = self.servers[server]
+            .line
+            .expect("synchronous servers have a line");
         let call = &mut self.calls[slot as usize];
         call.since = now;
         let serial = call.serial;
@@ -776,8 +770,7 @@ impl CouplingModel {
     fn dispatch_server(&mut self, server: usize, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
         let threads = self.params.integer("threads") as u32;
-        while self.servers[server].state != NodeState::Down && self.servers[server].busy < threads
-        {
+        while self.servers[server].state != NodeState::Down && self.servers[server].busy < threads {
             let Some((slot, serial)) = self.servers[server].waiting.pop_front() else {
                 return;
             };
@@ -1064,8 +1057,7 @@ impl CouplingModel {
                     && self.servers.iter().all(|s| s.state != NodeState::Down) =>
             {
                 return Err(CommandError::NotApplicable {
-                    reason: "nothing is broken: every server runs and the database is fast"
-                        .into(),
+                    reason: "nothing is broken: every server runs and the database is fast".into(),
                 })
             }
             "kill-server" | "slow-database" | "restore" => {}
@@ -1313,73 +1305,59 @@ impl LessonModel for CouplingModel {
         } else {
             100.0 * caller.errors as f64 / caller.answered as f64
         };
+        let figure = |key, label, value, unit| Figure {
+            key,
+            label,
+            value,
+            unit,
+        };
         vec![
-            Figure {
-                key: "caller_errors",
-                label: "Errors the caller returned",
-                value: caller.errors as f64,
-                unit: "",
-            },
-            Figure {
-                key: "caller_p99_s",
-                label: "Caller p99 wait",
-                value: caller.latency.quantile_secs(0.99),
-                unit: "s",
-            },
-            Figure {
-                key: "ripple_depth",
-                label: "Tiers hit (of 3)",
-                value: self.tier_hit.iter().filter(|&&hit| hit).count() as f64,
-                unit: "",
-            },
-            Figure {
-                key: "backlog",
-                label: "Jobs waiting now",
-                value: self.backlog() as f64,
-                unit: "",
-            },
-            Figure {
-                key: "caller_error_pct",
-                label: "Caller error rate",
-                value: error_pct,
-                unit: "%",
-            },
-            Figure {
-                key: "web_unhealthy_s",
-                label: "Time the web tier was unhealthy",
-                value: self.web_unhealthy_time.as_secs_f64(),
-                unit: "s",
-            },
-            Figure {
-                key: "backlog_peak",
-                label: "Most jobs waiting",
-                value: self.backlog_peak as f64,
-                unit: "",
-            },
-            Figure {
-                key: "within_hard_pct",
-                label: "Done within the hard real-time deadline",
-                value: self.within_pct(0, now),
-                unit: "%",
-            },
-            Figure {
-                key: "within_soft_pct",
-                label: "Done within the soft real-time deadline",
-                value: self.within_pct(1, now),
-                unit: "%",
-            },
-            Figure {
-                key: "within_batch_pct",
-                label: "Done within the batch deadline",
-                value: self.within_pct(2, now),
-                unit: "%",
-            },
-            Figure {
-                key: "wasted_calls",
-                label: "Work done for callers who gave up",
-                value: self.wasted as f64,
-                unit: "",
-            },
+            figure("caller_errors", "Caller errors", caller.errors as f64, ""),
+            figure(
+                "caller_p99_s",
+                "Caller p99 wait",
+                caller.latency.quantile_secs(0.99),
+                "s",
+            ),
+            figure(
+                "ripple_depth",
+                "Tiers hit (of 3)",
+                self.tier_hit.iter().filter(|&&hit| hit).count() as f64,
+                "",
+            ),
+            figure("backlog", "Jobs waiting", self.backlog() as f64, ""),
+            figure(
+                "within_hard_pct",
+                "Within hard deadline",
+                self.within_pct(0, now),
+                "%",
+            ),
+            figure(
+                "within_soft_pct",
+                "Within soft deadline",
+                self.within_pct(1, now),
+                "%",
+            ),
+            figure(
+                "within_batch_pct",
+                "Within batch deadline",
+                self.within_pct(2, now),
+                "%",
+            ),
+            figure(
+                "backlog_peak",
+                "Most jobs waiting",
+                self.backlog_peak as f64,
+                "",
+            ),
+            figure(
+                "web_unhealthy_s",
+                "Web tier unhealthy",
+                self.web_unhealthy_time.as_secs_f64(),
+                "s",
+            ),
+            figure("caller_error_pct", "Caller error rate", error_pct, "%"),
+            figure("wasted_calls", "Wasted calls", self.wasted as f64, ""),
         ]
     }
 
