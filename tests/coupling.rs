@@ -65,8 +65,12 @@ fn a_dead_server_ripples_fully_when_called_directly_partly_through_a_balancer_an
         let direct = scenario("direct", "kill-server", seed, 400.0);
         let balanced = scenario("load-balancer", "kill-server", seed, 400.0);
         let queued = scenario("queue", "kill-server", seed, 400.0);
-        let errors = |run: &Box<dyn LessonRun>| figure(run.as_ref(), "caller_errors");
-        let (d, b, q) = (errors(&direct), errors(&balanced), errors(&queued));
+        let errors = |run: &dyn LessonRun| figure(run, "caller_errors");
+        let (d, b, q) = (
+            errors(direct.as_ref()),
+            errors(balanced.as_ref()),
+            errors(queued.as_ref()),
+        );
         assert!(
             d > 2.0 * b && b > 0.0,
             "seed {seed}: direct {d} > LB {b} > 0"
@@ -92,15 +96,18 @@ fn a_dead_server_ripples_fully_when_called_directly_partly_through_a_balancer_an
             );
             assert_eq!(
                 run.summary().failed as f64,
-                errors(run),
+                errors(run.as_ref()),
                 "every error is a failure"
             );
         }
         // The web tier turned unhealthy for the outage (direct) or the gap (LB) only.
-        let unhealthy = |run: &Box<dyn LessonRun>| figure(run.as_ref(), "web_unhealthy_s");
-        assert!(unhealthy(&direct) >= 115.0, "seed {seed}");
-        assert!((5.0..=25.0).contains(&unhealthy(&balanced)), "seed {seed}");
-        assert_eq!(unhealthy(&queued), 0.0);
+        let unhealthy = |run: &dyn LessonRun| figure(run, "web_unhealthy_s");
+        assert!(unhealthy(direct.as_ref()) >= 115.0, "seed {seed}");
+        assert!(
+            (5.0..=25.0).contains(&unhealthy(balanced.as_ref())),
+            "seed {seed}"
+        );
+        assert_eq!(unhealthy(queued.as_ref()), 0.0);
         assert_eq!(figure(direct.as_ref(), "ripple_depth"), 2.0);
         assert_eq!(figure(queued.as_ref(), "ripple_depth"), 1.0);
     }
