@@ -13,7 +13,8 @@
 //!   every `health_check_interval`; a server is taken out after 2 consecutive failed
 //!   checks and put back after 5 passed ones (the Elastic Load Balancing target-group
 //!   defaults are 2 and 5, interval 30 s, range 5-300 s); with no healthy server it fails
-//!   open and sends to all. Only calls in flight to a dead server, or sent to it before it
+//!   open and sends to all (a restored server shows as starting until it is back in
+//!   rotation). Only calls in flight to a dead server, or sent to it before it
 //!   is detected, fail. The checks are shallow (the server answers), so a slow database
 //!   behind every server is not detected: the slowdown still reaches the caller.
 //! - `queue` (loose, asynchronous): the web tier puts a message in a queue and answers
@@ -1026,7 +1027,14 @@ impl CouplingModel {
         self.set_database_slow(false, now);
         for server in 0..self.servers.len() {
             if self.servers[server].state == NodeState::Down {
-                self.set_server_state(server, NodeState::Healthy, now);
+                // Running again; a server the balancer took out takes no calls until
+                // enough health checks pass (shown as starting until then).
+                let to = if self.servers[server].in_rotation {
+                    NodeState::Healthy
+                } else {
+                    NodeState::Starting
+                };
+                self.set_server_state(server, to, now);
                 if self.coupling != Coupling::Queue {
                     self.dispatch_server(server, scheduler);
                 }
@@ -1100,6 +1108,9 @@ impl CouplingModel {
                     entry.in_rotation = true;
                     let node = entry.node;
                     self.core.log.push(now, Notable::NodeAdded { node });
+                    if self.servers[server].state == NodeState::Starting {
+                        self.set_server_state(server, NodeState::Healthy, now);
+                    }
                 }
             }
         }
