@@ -166,6 +166,10 @@ const FILES: &[(&str, &str)] = &[
         "pub-sub",
         include_str!("../../content/lessons/pub-sub.json"),
     ),
+    (
+        "coupling",
+        include_str!("../../content/lessons/coupling.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

@@ -7,6 +7,7 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod core;
+pub mod coupling;
 pub mod disaster_recovery;
 pub mod failover;
 pub mod journal;
@@ -101,9 +102,10 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 9] = [
+    static CATALOG: [LessonSpec; 10] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
+        coupling::SPEC,
         pub_sub::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
