@@ -8,6 +8,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod core;
 pub mod disaster_recovery;
+pub mod event_routing;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
@@ -100,9 +101,10 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 8] = [
+    static CATALOG: [LessonSpec; 9] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
+        event_routing::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
