@@ -11,9 +11,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use patterns_playground::lessons::event_routing::{
-    order_total, route, simulation, BusEvent, EventRoutingModel, EventType, BIG_ORDERS_RULE,
-    CRM, FRAUD_CHECK, HOP, INDEXER, NOTIFIER, ORDERS, ORDER_TOTALS_STREAM, RULES,
-    SIGNUP_PLANS_STREAM, SPEC, THUMBNAILER,
+    order_total, route, simulation, BusEvent, EventRoutingModel, EventType, BIG_ORDERS_RULE, CRM,
+    FRAUD_CHECK, HOP, INDEXER, NOTIFIER, ORDERS, ORDER_TOTALS_STREAM, RULES, SIGNUP_PLANS_STREAM,
+    SPEC, THUMBNAILER,
 };
 use patterns_playground::lessons::params::{ParamValue, ParamValues, Seed};
 use patterns_playground::lessons::run::{fingerprint, CommandError, LessonCommand, LessonRun};
@@ -93,16 +93,28 @@ fn order(total: f64) -> BusEvent {
 fn rules_match_on_type_and_content() {
     let all = [true; 6];
     // An order always goes to Orders; to the fraud check only strictly above the threshold.
-    assert_eq!(route(&order(100.0), 100.0, &all), [false, false, false, true, false, false]);
-    assert_eq!(route(&order(100.01), 100.0, &all), [false, false, false, true, true, false]);
-    assert_eq!(route(&order(5.0), 0.0, &all), [false, false, false, true, true, false]);
+    assert_eq!(
+        route(&order(100.0), 100.0, &all),
+        [false, false, false, true, false, false]
+    );
+    assert_eq!(
+        route(&order(100.01), 100.0, &all),
+        [false, false, false, true, true, false]
+    );
+    assert_eq!(
+        route(&order(5.0), 0.0, &all),
+        [false, false, false, true, true, false]
+    );
     // Sign-ups go to the CRM only on the pro plan; a free sign-up matches nothing.
     let signup = |pro| BusEvent {
         kind: EventType::UserSignedUp,
         total: 0.0,
         pro,
     };
-    assert_eq!(route(&signup(true), 100.0, &all), [false, false, false, false, false, true]);
+    assert_eq!(
+        route(&signup(true), 100.0, &all),
+        [false, false, false, false, false, true]
+    );
     assert_eq!(route(&signup(false), 100.0, &all), [false; 6]);
     // The content condition never matches another type, even with a matching field.
     let upload = BusEvent {
@@ -110,7 +122,10 @@ fn rules_match_on_type_and_content() {
         total: 500.0,
         pro: true,
     };
-    assert_eq!(route(&upload, 100.0, &all), [true, false, false, false, false, false]);
+    assert_eq!(
+        route(&upload, 100.0, &all),
+        [true, false, false, false, false, false]
+    );
     for (kind, target) in [
         (EventType::ThumbnailCreated, INDEXER),
         (EventType::ImageIndexed, NOTIFIER),
@@ -127,7 +142,10 @@ fn rules_match_on_type_and_content() {
     let mut enabled = all;
     enabled[BIG_ORDERS_RULE] = false;
     assert_eq!(RULES[BIG_ORDERS_RULE].target, FRAUD_CHECK);
-    assert_eq!(route(&order(500.0), 100.0, &enabled), [false, false, false, true, false, false]);
+    assert_eq!(
+        route(&order(500.0), 100.0, &enabled),
+        [false, false, false, true, false, false]
+    );
 }
 
 /// Redraws the k-th order total and sign-up plan from the model's streams.
@@ -155,7 +173,10 @@ fn every_event_reaches_exactly_the_targets_whose_rules_match() {
             let routed = model.routed();
             assert!(orders > 1000 && uploads > 500 && signups > 300);
             assert_eq!(routed[ORDERS], orders, "every order reaches Orders");
-            assert_eq!(routed[FRAUD_CHECK], big, "seed {seed}: orders above ${threshold}");
+            assert_eq!(
+                routed[FRAUD_CHECK], big,
+                "seed {seed}: orders above ${threshold}"
+            );
             assert_eq!(routed[CRM], pros, "pro sign-ups only");
             assert_eq!(figure(&run, "unmatched") as u64, signups - pros);
             assert_eq!(routed[THUMBNAILER], uploads);
@@ -177,7 +198,10 @@ fn every_event_reaches_exactly_the_targets_whose_rules_match() {
         if threshold == 1000.0 {
             assert_eq!(routed_by_mode[0][FRAUD_CHECK], 0);
         }
-        assert_eq!(routed_by_mode[0], routed_by_mode[1], "same events, same routing");
+        assert_eq!(
+            routed_by_mode[0], routed_by_mode[1],
+            "same events, same routing"
+        );
     }
 }
 
@@ -217,14 +241,23 @@ fn below_the_limit_the_backlog_does_not_grow() {
             LessonRun::run_until(&mut run, secs(t));
             samples.push(run.model.backlog());
         }
-        assert!(samples.iter().all(|&depth| depth < 30), "seed {seed}: {samples:?}");
+        assert!(
+            samples.iter().all(|&depth| depth < 30),
+            "seed {seed}: {samples:?}"
+        );
         assert!(figure(&run, "bus_backlog_peak") < 60.0);
         assert_eq!(figure(&run, "throttled"), 0.0);
         assert_eq!(
             run.log()
                 .entries()
                 .iter()
-                .filter(|e| matches!(e.what, Notable::StateChanged { to: NodeState::Unhealthy, .. }))
+                .filter(|e| matches!(
+                    e.what,
+                    Notable::StateChanged {
+                        to: NodeState::Unhealthy,
+                        ..
+                    }
+                ))
                 .count(),
             0,
             "the bus never falls a second behind"
@@ -280,7 +313,10 @@ fn the_broker_hop_adds_latency_and_a_direct_call_adds_none() {
         // At least one hop to the bus + routing (1/40 s) + the bus latency; within 1/64.
         let floor = (HOP.as_secs_f64() + 1.0 / 40.0 + 0.05) * 1000.0;
         let p50 = figure(&broker, "hop_added_p50_ms");
-        assert!(p50 >= floor * (1.0 - 1.0 / 64.0) && p50 < floor + 30.0, "p50 {p50}");
+        assert!(
+            p50 >= floor * (1.0 - 1.0 / 64.0) && p50 < floor + 30.0,
+            "p50 {p50}"
+        );
         let slow_p50 = figure(&slow_bus, "hop_added_p50_ms");
         assert!((slow_p50 - p50 - 200.0).abs() < 12.0, "{slow_p50} vs {p50}");
         assert_eq!(figure(&direct, "hop_added_p50_ms"), 0.0);
@@ -332,7 +368,11 @@ fn a_burst_above_capacity_backs_the_bus_up_and_slows_every_chain_step() {
         assert!(figure(&burst, "hop_added_p99_ms") > 5000.0);
         assert_eq!(figure(&direct, "bus_backlog_peak"), 0.0);
         assert!(figure(&direct, "chain_p99") < 2.0 * figure(&calm, "chain_p99"));
-        assert_eq!(figure(&burst, "throttled"), 0.0, "the default buffer holds it");
+        assert_eq!(
+            figure(&burst, "throttled"),
+            0.0,
+            "the default buffer holds it"
+        );
     }
 }
 
@@ -344,7 +384,11 @@ fn a_down_target_is_retried_then_dead_lettered_and_the_others_never_notice() {
         let (b, f) = (&baseline.model, &failed.model);
         assert_eq!(f.published(), b.published(), "same events");
         for target in [THUMBNAILER, ORDERS, FRAUD_CHECK, CRM] {
-            assert_eq!(f.processed()[target], b.processed()[target], "target {target}");
+            assert_eq!(
+                f.processed()[target],
+                b.processed()[target],
+                "target {target}"
+            );
         }
         // The indexer got no new work after 60 s; every thumbnail event routed to it was
         // either processed or, after 60 s of retries, dead-lettered.
@@ -357,11 +401,13 @@ fn a_down_target_is_retried_then_dead_lettered_and_the_others_never_notice() {
         assert_eq!(figure(&failed, "events_lost"), 0.0);
         let notified = f.processed()[NOTIFIER];
         assert_eq!(notified, f.processed()[INDEXER]);
-        assert!(failed
-            .log()
-            .entries()
-            .iter()
-            .any(|e| matches!(e.what, Notable::StateChanged { to: NodeState::Down, .. })));
+        assert!(failed.log().entries().iter().any(|e| matches!(
+            e.what,
+            Notable::StateChanged {
+                to: NodeState::Down,
+                ..
+            }
+        )));
 
         // Without a DLQ the same deliveries are simply lost.
         let no_dlq = scenario(&["dlq=off"], seed, &[(60.0, "target-down")]);
@@ -384,14 +430,21 @@ fn a_target_back_within_the_event_age_loses_nothing() {
 
 #[test]
 fn a_direct_call_to_a_down_target_fails_at_once_without_retries() {
-    let run = scenario(&["routing=direct", "failing_target=fraud-check"], 8, &[(60.0, "target-down")]);
+    let run = scenario(
+        &["routing=direct", "failing_target=fraud-check"],
+        8,
+        &[(60.0, "target-down")],
+    );
     let baseline = scenario(&["routing=direct"], 8, &[]);
     let lost = figure(&run, "events_lost");
     assert!(lost > 50.0);
     assert_eq!(figure(&run, "retries"), 0.0);
     assert_eq!(figure(&run, "dead_letters"), 0.0);
     assert_eq!(run.summary().failed as f64, lost);
-    assert_eq!(run.model.processed()[ORDERS], baseline.model.processed()[ORDERS]);
+    assert_eq!(
+        run.model.processed()[ORDERS],
+        baseline.model.processed()[ORDERS]
+    );
 }
 
 #[test]

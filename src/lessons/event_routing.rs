@@ -344,9 +344,19 @@ pub fn order_total(rng: &mut SimRng) -> f64 {
 
 /// The three producers: node key, label, the event type they publish, their rate param.
 const SOURCES: [(&str, &str, EventType, &str); 3] = [
-    ("uploads", "Uploads", EventType::ImageUploaded, "upload_rate"),
+    (
+        "uploads",
+        "Uploads",
+        EventType::ImageUploaded,
+        "upload_rate",
+    ),
     ("shop", "Shop", EventType::OrderPlaced, "order_rate"),
-    ("signups", "Sign-ups", EventType::UserSignedUp, "signup_rate"),
+    (
+        "signups",
+        "Sign-ups",
+        EventType::UserSignedUp,
+        "signup_rate",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,13 +369,24 @@ enum Mode {
 /// for one that has ended (and whose slot was reused) is recognised and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Publish { source: u8 },
+    Publish {
+        source: u8,
+    },
     /// The event reaches the bus's intake.
-    AtBus { slot: u32, serial: u32 },
+    AtBus {
+        slot: u32,
+        serial: u32,
+    },
     /// The dispatcher has routed the event it was working on.
-    Routed { slot: u32, serial: u32 },
+    Routed {
+        slot: u32,
+        serial: u32,
+    },
     /// The event reaches a target.
-    AtTarget { slot: u32, serial: u32 },
+    AtTarget {
+        slot: u32,
+        serial: u32,
+    },
     /// A target finished processing (ignored if the target went down meanwhile).
     ServiceDone {
         target: u8,
@@ -374,9 +395,15 @@ pub enum Event {
         serial: u32,
     },
     /// A failed delivery's backoff is over.
-    Retry { slot: u32, serial: u32 },
+    Retry {
+        slot: u32,
+        serial: u32,
+    },
     /// An unmatched event reaches the discard sink.
-    Discarded { slot: u32, serial: u32 },
+    Discarded {
+        slot: u32,
+        serial: u32,
+    },
     BurstEnds,
 }
 
@@ -540,8 +567,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<EventRoutingMo
             for step in [THUMBNAILER, INDEXER] {
                 edge_emit[step] = Some(topology.add_edge(target_nodes[step], backlog));
             }
-            (backlog_node, bus_node, retry_node, dlq_node, discard_node) =
-                (Some(backlog), Some(bus), Some(retry), Some(dlq), Some(discard));
+            (backlog_node, bus_node, retry_node, dlq_node, discard_node) = (
+                Some(backlog),
+                Some(bus),
+                Some(retry),
+                Some(dlq),
+                Some(discard),
+            );
         }
         Mode::Direct => {
             // Each target has exactly one caller.
@@ -756,7 +788,13 @@ impl EventRoutingModel {
     }
 
     /// Sends an in-flight event to `target` over its incoming edge (`travel` long).
-    fn send(&mut self, slot: u32, target: usize, travel: SimDuration, sched: &mut Scheduler<Event>) {
+    fn send(
+        &mut self,
+        slot: u32,
+        target: usize,
+        travel: SimDuration,
+        sched: &mut Scheduler<Event>,
+    ) {
         let event = &mut self.events[slot as usize];
         event.target = target;
         let serial = event.serial;
@@ -882,7 +920,13 @@ impl EventRoutingModel {
             if first {
                 self.unmatched += 1;
                 let edge = self.edge_discard.expect("broker topology");
-                self.travel(slot, edge, HOP, Event::Discarded { slot, serial }, scheduler);
+                self.travel(
+                    slot,
+                    edge,
+                    HOP,
+                    Event::Discarded { slot, serial },
+                    scheduler,
+                );
             }
         }
         self.dispatch(scheduler);
@@ -898,8 +942,9 @@ impl EventRoutingModel {
         if event.retries == 0 {
             // Publish-to-target time of a first attempt; a direct call's is one hop.
             let transit = now - event.emitted;
-            self.added_latency
-                .record(SimDuration::from_ticks(transit.ticks().saturating_sub(HOP.ticks())));
+            self.added_latency.record(SimDuration::from_ticks(
+                transit.ticks().saturating_sub(HOP.ticks()),
+            ));
         }
         if self.targets[target].down {
             self.delivery_failed(slot, scheduler);
@@ -928,7 +973,8 @@ impl EventRoutingModel {
             let state = &mut self.targets[target];
             state.busy += 1;
             let mean = TARGET_SERVICE[target];
-            let duration = SimDuration::from_secs_f64(state.rng.lognormal_mean_cv(mean, SERVICE_CV));
+            let duration =
+                SimDuration::from_secs_f64(state.rng.lognormal_mean_cv(mean, SERVICE_CV));
             let (node, life) = (state.node, state.life);
             let event = &mut self.events[slot as usize];
             event.service = event.service + duration;
@@ -1173,7 +1219,9 @@ impl EventRoutingModel {
             }
             "burst" if self.bursting => return not("a burst is already under way"),
             "disable-rule" | "enable-rule" if self.mode == Mode::Direct => {
-                return not("direct calls have no broker rules: the shop's own code decides whom to call")
+                return not(
+                    "direct calls have no broker rules: the shop's own code decides whom to call",
+                )
             }
             "disable-rule" if !self.enabled[BIG_ORDERS_RULE] => {
                 return not("the big-orders rule is already disabled")
@@ -1354,18 +1402,63 @@ impl LessonModel for EventRoutingModel {
             .collect();
         figures.extend([
             figure("unmatched", "Unmatched events", self.unmatched as f64, ""),
-            figure("throttled", "Throttled by the bus", self.throttled as f64, ""),
-            figure("bus_backlog", "Bus backlog now", self.backlog.len() as f64, ""),
-            figure("bus_backlog_peak", "Bus backlog peak", self.backlog_peak as f64, ""),
-            figure("hop_added_p50_ms", "Broker hop adds (p50)", ms(&self.added_latency, 0.5), "ms"),
-            figure("hop_added_p99_ms", "Broker hop adds (p99)", ms(&self.added_latency, 0.99), "ms"),
-            figure("chains_completed", "Upload chains completed", self.chains as f64, ""),
-            figure("chain_p50", "Chain end-to-end p50", self.chain_latency.quantile_secs(0.5), "s"),
-            figure("chain_p99", "Chain end-to-end p99", self.chain_latency.quantile_secs(0.99), "s"),
+            figure(
+                "throttled",
+                "Throttled by the bus",
+                self.throttled as f64,
+                "",
+            ),
+            figure(
+                "bus_backlog",
+                "Bus backlog now",
+                self.backlog.len() as f64,
+                "",
+            ),
+            figure(
+                "bus_backlog_peak",
+                "Bus backlog peak",
+                self.backlog_peak as f64,
+                "",
+            ),
+            figure(
+                "hop_added_p50_ms",
+                "Broker hop adds (p50)",
+                ms(&self.added_latency, 0.5),
+                "ms",
+            ),
+            figure(
+                "hop_added_p99_ms",
+                "Broker hop adds (p99)",
+                ms(&self.added_latency, 0.99),
+                "ms",
+            ),
+            figure(
+                "chains_completed",
+                "Upload chains completed",
+                self.chains as f64,
+                "",
+            ),
+            figure(
+                "chain_p50",
+                "Chain end-to-end p50",
+                self.chain_latency.quantile_secs(0.5),
+                "s",
+            ),
+            figure(
+                "chain_p99",
+                "Chain end-to-end p99",
+                self.chain_latency.quantile_secs(0.99),
+                "s",
+            ),
             figure("retries", "Delivery retries", self.retries as f64, ""),
             figure("dead_letters", "Dead letters", self.dead_letters as f64, ""),
             figure("events_lost", "Deliveries lost", self.lost as f64, ""),
-            figure("big_orders_unchecked", "Big orders not fraud-checked", self.unchecked_big_orders as f64, ""),
+            figure(
+                "big_orders_unchecked",
+                "Big orders not fraud-checked",
+                self.unchecked_big_orders as f64,
+                "",
+            ),
         ]);
         figures
     }
