@@ -541,7 +541,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<EventRoutingMo
         .collect();
     let mut source_edges = [None; 3];
     let mut edge_in = Vec::with_capacity(6);
-    let mut edge_emit = vec![None; 6];
+    let mut edge_emit = [None; 6];
     let (mut backlog_node, mut bus_node, mut retry_node, mut dlq_node, mut discard_node) =
         (None, None, None, None, None);
     let mut edge_discard = None;
