@@ -552,8 +552,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<EventRoutingMo
             let bus = topology.add_node("event-bus", "Event bus", NodeKind::Router, 0.47, 0.5);
             let discard =
                 topology.add_node("unmatched", "No rule matched", NodeKind::Sink, 0.47, 0.1);
-            let retry = topology.add_node("retrying", "Retrying", NodeKind::Queue, 0.42, 0.72);
-            let dlq = topology.add_node("dlq", "Dead letters", NodeKind::Queue, 0.42, 0.95);
+            let retry = topology.add_node("retrying", "Retrying", NodeKind::Queue, 0.3, 0.8);
+            let dlq = topology.add_node("dlq", "Dead letters", NodeKind::Queue, 0.6, 0.92);
             for (index, source) in sources.iter().enumerate() {
                 source_edges[index] = Some(topology.add_edge(*source, backlog));
             }
