@@ -170,6 +170,10 @@ const FILES: &[(&str, &str)] = &[
         "coupling",
         include_str!("../../content/lessons/coupling.json"),
     ),
+    (
+        "event-routing",
+        include_str!("../../content/lessons/event-routing.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

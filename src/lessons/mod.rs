@@ -9,6 +9,7 @@ pub mod circuit_breaker;
 pub mod core;
 pub mod coupling;
 pub mod disaster_recovery;
+pub mod event_routing;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
@@ -102,11 +103,12 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 10] = [
+    static CATALOG: [LessonSpec; 11] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
         pub_sub::SPEC,
+        event_routing::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
