@@ -162,6 +162,7 @@ const FILES: &[(&str, &str)] = &[
         "bulkhead",
         include_str!("../../content/lessons/bulkhead.json"),
     ),
+    ("saga", include_str!("../../content/lessons/saga.json")),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

@@ -16,6 +16,7 @@ pub mod queueing_basics;
 pub mod rate_limiting;
 pub mod retries;
 pub mod run;
+pub mod saga;
 pub mod sweep;
 
 use crate::sim::time::SimDuration;
@@ -100,9 +101,10 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 8] = [
+    static CATALOG: [LessonSpec; 9] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
+        saga::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
