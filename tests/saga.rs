@@ -72,7 +72,10 @@ fn drain(run: &mut Run) {
             return;
         }
     }
-    panic!("the run did not drain: {} trips in flight", LessonRun::live_requests(run));
+    panic!(
+        "the run did not drain: {} trips in flight",
+        LessonRun::live_requests(run)
+    );
 }
 
 fn trips(run: &Run) -> Vec<&TripRecord> {
@@ -91,7 +94,10 @@ fn check_trip(trip: &TripRecord) {
     assert_eq!(count(h, Action::Started), 1, "trip {}: {h:?}", trip.id);
     for s in 0..3u8 {
         assert!(count(h, Action::Booked(s)) <= 1, "booked twice: {h:?}");
-        assert!(count(h, Action::Cancelled(s)) <= 1, "cancelled twice: {h:?}");
+        assert!(
+            count(h, Action::Cancelled(s)) <= 1,
+            "cancelled twice: {h:?}"
+        );
     }
     match trip.outcome {
         Outcome::Booked => {
@@ -188,7 +194,11 @@ fn no_trip_is_left_half_done_over_many_seeds() {
             assert_eq!(figure(&run, "trips_lost"), 0.0, "{what}");
             assert_eq!(figure(&run, "trips_in_progress"), 0.0, "{what}");
             let summary = LessonRun::summary(&run);
-            assert_eq!(summary.completed + summary.failed, summary.generated, "{what}");
+            assert_eq!(
+                summary.completed + summary.failed,
+                summary.generated,
+                "{what}"
+            );
             assert_eq!(summary.dropped, 0, "{what}");
             assert!(summary.failed > 0 && summary.completed > 0, "{what}");
             assert_eq!(run.model.order_violations(), 0, "{what}");
@@ -272,7 +282,10 @@ fn compensations_undo_the_finished_steps_in_reverse_order() {
 fn a_rejected_hotel_cancels_only_the_flight() {
     for coordination in ["orchestrated", "choreographed"] {
         let mut run = start(
-            &[&format!("coordination={coordination}"), "hotel_fail_pct=100"],
+            &[
+                &format!("coordination={coordination}"),
+                "hotel_fail_pct=100",
+            ],
             4,
         );
         run.run_until(secs(60.0));
@@ -337,7 +350,10 @@ fn a_crashed_orchestrator_resumes_every_saga_from_its_saved_state() {
                 _ => None,
             })
             .collect();
-        assert_eq!(changes, [(60.0, NodeState::Down), (80.0, NodeState::Healthy)]);
+        assert_eq!(
+            changes,
+            [(60.0, NodeState::Down), (80.0, NodeState::Healthy)]
+        );
         run.run_until(secs(120.0));
         drain(&mut run);
 
@@ -402,7 +418,10 @@ fn without_saved_state_a_crash_leaves_trips_half_done() {
             }
         }
     }
-    assert!(total >= 10.0, "forgotten sagas keep their bookings: {total}");
+    assert!(
+        total >= 10.0,
+        "forgotten sagas keep their bookings: {total}"
+    );
 }
 
 #[test]
@@ -445,7 +464,10 @@ fn choreography_over_best_effort_delivery_strands_trips_and_orchestration_does_n
             .map(|t| count(&t.history, Action::TimedOut))
             .sum();
         assert_eq!(timeouts as f64, figure(&run, "messages_lost"));
-        assert!(figure(&run, "duplicates_ignored") > 0.0, "lost replies cause repeats");
+        assert!(
+            figure(&run, "duplicates_ignored") > 0.0,
+            "lost replies cause repeats"
+        );
     }
     assert!(choreographed >= 50.0, "{choreographed}");
 }
@@ -473,8 +495,16 @@ fn message_and_state_write_counts_follow_the_coordination_style() {
         run.run_until(secs(100.0));
         drain(&mut run);
         let trips = LessonRun::summary(&run).generated as f64;
-        assert_eq!(figure(&run, "messages_per_trip"), messages, "{coordination}");
-        assert_eq!(figure(&run, "state_writes"), writes * trips, "{coordination}");
+        assert_eq!(
+            figure(&run, "messages_per_trip"),
+            messages,
+            "{coordination}"
+        );
+        assert_eq!(
+            figure(&run, "state_writes"),
+            writes * trips,
+            "{coordination}"
+        );
     }
 }
 

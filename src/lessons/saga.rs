@@ -314,11 +314,20 @@ struct Trip {
 pub enum Event {
     Arrival,
     /// The trip's current message reaches its destination.
-    Arrive { slot: u32, stamp: u64 },
+    Arrive {
+        slot: u32,
+        stamp: u64,
+    },
     /// A service finished the trip's local transaction.
-    Done { slot: u32, stamp: u64 },
+    Done {
+        slot: u32,
+        stamp: u64,
+    },
     /// A redelivery, a cancellation retry or an orchestrator timeout is due.
-    Retry { slot: u32, stamp: u64 },
+    Retry {
+        slot: u32,
+        stamp: u64,
+    },
     OrchestratorUp,
 }
 
@@ -1026,9 +1035,8 @@ impl SagaModel {
         for slot in slots {
             let trip = &self.trips[slot as usize];
             // Sagas the orchestrator runs: started, not yet handed to a sink.
-            let running = !trip.unstarted
-                && trip.msg != Msg::Start
-                && !matches!(trip.msg, Msg::Finish(_));
+            let running =
+                !trip.unstarted && trip.msg != Msg::Start && !matches!(trip.msg, Msg::Finish(_));
             if !running {
                 continue;
             }
@@ -1238,7 +1246,9 @@ impl LessonModel for SagaModel {
                     })
                 };
                 match id.as_str() {
-                    "car-down" if self.car_down => return refuse("the car service is already down"),
+                    "car-down" if self.car_down => {
+                        return refuse("the car service is already down")
+                    }
                     "crash-orchestrator" if self.orchestrator.is_none() => {
                         return refuse("choreographed sagas have no orchestrator to crash")
                     }
