@@ -408,9 +408,9 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SagaModel> {
                 topology.add_node("hotel", "Hotel service", NodeKind::Server, 0.68, 0.5),
                 topology.add_node("car", "Car service", NodeKind::Server, 0.68, 0.92),
             ];
-            let booked = topology.add_node("booked", "Booked", NodeKind::Sink, 1.0, 0.25);
+            let booked = topology.add_node("booked", "Booked", NodeKind::Sink, 0.97, 0.25);
             let compensated =
-                topology.add_node("compensated", "Compensated", NodeKind::Sink, 1.0, 0.75);
+                topology.add_node("compensated", "Compensated", NodeKind::Sink, 0.97, 0.75);
             link(&mut topology, clients, orch);
             link(&mut topology, orch, store);
             for service in services {
@@ -1154,18 +1154,9 @@ impl LessonModel for SagaModel {
                 queued: waiting,
                 ..plain(orch)
             });
-            let saved = if self.params.toggle("persist_state") {
-                self.trips
-                    .iter()
-                    .filter(|(_, trip)| !trip.unstarted && trip.awaiting.is_some())
-                    .count() as u32
-            } else {
-                0
-            };
-            snapshot.nodes.push(NodeView {
-                busy: saved,
-                ..plain(store)
-            });
+            // The store holds the same sagas the orchestrator runs; drawn without a busy
+            // count so the page does not count them twice.
+            snapshot.nodes.push(plain(store));
         }
         for (index, node) in self.services.into_iter().enumerate() {
             snapshot.nodes.push(NodeView {
