@@ -15,6 +15,7 @@ use patterns_playground::lessons::saga::{
     simulation, Action, Ledger, Outcome, SagaModel, TripRecord, HOP, SPEC,
 };
 use patterns_playground::sim::random::SimRng;
+use patterns_playground::sim::requests::Place;
 use patterns_playground::sim::scheduler::Simulation;
 use patterns_playground::sim::snapshot::{NodeState, Notable, Snapshot};
 use patterns_playground::sim::time::SimTime;
@@ -335,7 +336,21 @@ fn a_crashed_orchestrator_resumes_every_saga_from_its_saved_state() {
         let orch = LessonRun::topology(&run).find("orchestrator").unwrap();
         let view = snapshot.nodes.iter().find(|v| v.node == orch).unwrap();
         assert_eq!(view.state, NodeState::Down);
-        assert!(view.queued > 0, "sagas and new trips wait for the restart");
+        let line = LessonRun::topology(&run).find("restart-wait").unwrap();
+        let waiting = snapshot.nodes.iter().find(|v| v.node == line).unwrap();
+        assert!(
+            waiting.queued > 0,
+            "sagas and new trips wait for the restart"
+        );
+        let parked = snapshot
+            .tokens
+            .iter()
+            .filter(|t| matches!(t.place, Place::Queued { node, .. } if node == line))
+            .count();
+        assert_eq!(
+            parked as u32, waiting.queued,
+            "their tokens wait in that line"
+        );
         run.run_until(secs(81.0));
         LessonRun::snapshot_into(&run, &mut snapshot, 1000);
         let view = snapshot.nodes.iter().find(|v| v.node == orch).unwrap();

@@ -354,8 +354,9 @@ pub struct SagaModel {
     coordination: Coordination,
     topology: Topology,
     clients: NodeId,
-    /// The orchestrator and its state store (orchestrated only).
-    orchestrator: Option<(NodeId, NodeId)>,
+    /// The orchestrator, its state store and the line of trips waiting for it to restart
+    /// (orchestrated only).
+    orchestrator: Option<(NodeId, NodeId, NodeId)>,
     services: [NodeId; 3],
     booked_sink: NodeId,
     compensated_sink: NodeId,
@@ -403,6 +404,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SagaModel> {
             let orch =
                 topology.add_node("orchestrator", "Orchestrator", NodeKind::Router, 0.3, 0.5);
             let store = topology.add_node("saga-state", "Saga state", NodeKind::Store, 0.3, 0.92);
+            let waiting = topology.add_node(
+                "restart-wait",
+                "Waiting for the orchestrator",
+                NodeKind::Queue,
+                0.08,
+                0.92,
+            );
             let services = [
                 topology.add_node("flight", "Flight service", NodeKind::Server, 0.68, 0.08),
                 topology.add_node("hotel", "Hotel service", NodeKind::Server, 0.68, 0.5),
@@ -413,13 +421,20 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SagaModel> {
                 topology.add_node("compensated", "Compensated", NodeKind::Sink, 0.97, 0.75);
             link(&mut topology, clients, orch);
             link(&mut topology, orch, store);
+            link(&mut topology, waiting, orch);
             for service in services {
                 link(&mut topology, orch, service);
                 link(&mut topology, service, orch);
             }
             link(&mut topology, orch, booked);
             link(&mut topology, orch, compensated);
-            (clients, Some((orch, store)), services, booked, compensated)
+            (
+                clients,
+                Some((orch, store, waiting)),
+                services,
+                booked,
+                compensated,
+            )
         }
         Coordination::Choreographed => {
             let clients = topology.add_node("clients", "Travellers", NodeKind::Source, 0.0, 0.3);
@@ -505,6 +520,11 @@ impl SagaModel {
 
     fn orch(&self) -> NodeId {
         self.orchestrator.expect("orchestrated topology").0
+    }
+
+    /// Where trips wait while the orchestrator is down.
+    fn restart_line(&self) -> NodeId {
+        self.orchestrator.expect("orchestrated topology").2
     }
 
     fn edge(&self, from: NodeId, to: NodeId) -> EdgeId {
@@ -724,11 +744,11 @@ impl SagaModel {
         if !self.orchestrator_up {
             if msg == Msg::Start {
                 self.trips[slot as usize].unstarted = true;
-                return self.park(slot, orch, Pending::Restart, None, scheduler);
+                return self.park(slot, self.restart_line(), Pending::Restart, None, scheduler);
             }
             // The reply is lost with the crashed process; the saved state says which step
             // the saga waits for, so the restarted orchestrator asks again.
-            return self.park(slot, orch, Pending::Restart, None, scheduler);
+            return self.park(slot, self.restart_line(), Pending::Restart, None, scheduler);
         }
         match msg {
             Msg::Start => {
@@ -936,7 +956,7 @@ impl SagaModel {
                         scheduler,
                     );
                 } else {
-                    self.park(slot, orch, Pending::Restart, None, scheduler);
+                    self.park(slot, self.restart_line(), Pending::Restart, None, scheduler);
                 }
             }
             // Nobody waits for a choreographed event: the trip stays as it is.
@@ -1048,7 +1068,7 @@ impl SagaModel {
                 }
             } else if timer {
                 // Its timer was in the crashed process; the saved state brings it back.
-                self.park(slot, orch, Pending::Restart, None, scheduler);
+                self.park(slot, self.restart_line(), Pending::Restart, None, scheduler);
             }
         }
     }
@@ -1143,7 +1163,7 @@ impl LessonModel for SagaModel {
         snapshot.nodes.push(plain(self.clients));
         snapshot.nodes.push(plain(self.booked_sink));
         snapshot.nodes.push(plain(self.compensated_sink));
-        if let Some((orch, store)) = self.orchestrator {
+        if let Some((orch, store, line)) = self.orchestrator {
             snapshot.nodes.push(NodeView {
                 state: if self.orchestrator_up {
                     NodeState::Healthy
@@ -1151,8 +1171,11 @@ impl LessonModel for SagaModel {
                     NodeState::Down
                 },
                 busy: running,
-                queued: waiting,
                 ..plain(orch)
+            });
+            snapshot.nodes.push(NodeView {
+                queued: waiting,
+                ..plain(line)
             });
             // The store holds the same sagas the orchestrator runs; drawn without a busy
             // count so the page does not count them twice.
