@@ -174,6 +174,7 @@ const FILES: &[(&str, &str)] = &[
         "event-routing",
         include_str!("../../content/lessons/event-routing.json"),
     ),
+    ("saga", include_str!("../../content/lessons/saga.json")),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

@@ -19,6 +19,7 @@ pub mod queueing_basics;
 pub mod rate_limiting;
 pub mod retries;
 pub mod run;
+pub mod saga;
 pub mod sweep;
 
 use crate::sim::time::SimDuration;
@@ -103,12 +104,13 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 11] = [
+    static CATALOG: [LessonSpec; 12] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
         pub_sub::SPEC,
         event_routing::SPEC,
+        saga::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
