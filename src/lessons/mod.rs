@@ -7,6 +7,7 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod core;
+pub mod cqrs;
 pub mod disaster_recovery;
 pub mod failover;
 pub mod journal;
@@ -100,7 +101,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 8] = [
+    static CATALOG: [LessonSpec; 9] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         failover::SPEC,
@@ -109,6 +110,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         bulkhead::SPEC,
         rate_limiting::SPEC,
         disaster_recovery::SPEC,
+        cqrs::SPEC,
     ];
     &CATALOG
 }
