@@ -68,7 +68,12 @@ fn scenario(
 fn reads_go_stale_only_when_the_projection_lags() {
     for seed in [1, 2, 3] {
         // Inline projection: the write transaction updates the read model, lag is zero.
-        let inline = scenario(&["projection=inline"], seed, &[(60.0, "write-burst")], 200.0);
+        let inline = scenario(
+            &["projection=inline"],
+            seed,
+            &[(60.0, "write-burst")],
+            200.0,
+        );
         assert_eq!(figure(&inline, "stale_reads"), 0.0, "seed {seed}: inline");
         assert_eq!(figure(&inline, "max_lag_s"), 0.0);
         assert_eq!(inline.model.event_counts(), (0, 0));
@@ -141,7 +146,10 @@ fn a_read_is_stale_exactly_when_its_entity_has_unapplied_writes() {
         }
         last_stale = stale;
     }
-    assert!(stale_seen > 100 && fresh_seen > 100, "{stale_seen} stale, {fresh_seen} fresh");
+    assert!(
+        stale_seen > 100 && fresh_seen > 100,
+        "{stale_seen} stale, {fresh_seen} fresh"
+    );
     run.check_conservation().unwrap();
 }
 
@@ -210,7 +218,10 @@ fn the_projector_applies_every_event_once_in_commit_order() {
     assert_eq!(run.model.unapplied_events(), 0);
     for entity in 0..200 {
         let (accepted, applied) = run.model.entity_versions(entity);
-        assert_eq!(accepted, applied, "entity {entity}: applied exactly once each");
+        assert_eq!(
+            accepted, applied,
+            "entity {entity}: applied exactly once each"
+        );
     }
     for (index, event) in committed.iter().enumerate() {
         assert_eq!(event.seq, index as u64 + 1);
@@ -227,7 +238,10 @@ fn after_a_pause_the_projection_catches_up_in_backlog_over_rate_difference() {
         assert_eq!(run.model.projector_state(), NodeState::Down);
         LessonRun::run_until(&mut run, secs(120.0));
         let backlog = run.model.unapplied_events() as f64;
-        assert!((1000.0..1400.0).contains(&backlog), "20 writes/s for 60 s: {backlog}");
+        assert!(
+            (1000.0..1400.0).contains(&backlog),
+            "20 writes/s for 60 s: {backlog}"
+        );
         inject(&mut run, "resume-projector");
         assert_eq!(run.model.projector_state(), NodeState::Unhealthy);
         LessonRun::run_until(&mut run, secs(400.0));
@@ -242,7 +256,10 @@ fn after_a_pause_the_projection_catches_up_in_backlog_over_rate_difference() {
         );
         assert_eq!(figure(&run, "catch_up_s"), measured);
         assert_eq!(run.model.projector_state(), NodeState::Healthy);
-        assert!(run.model.unapplied_events() < 10, "only events still in delivery");
+        assert!(
+            run.model.unapplied_events() < 10,
+            "only events still in delivery"
+        );
         // The log tells the story: paused, lagging, caught up.
         let projector = run.topology().find("projector").unwrap();
         let states: Vec<NodeState> = run
@@ -272,7 +289,10 @@ fn a_write_burst_outruns_the_projector_which_then_catches_up() {
         LessonRun::run_until(&mut run, secs(90.0));
         let backlog = run.model.unapplied_events() as f64;
         // 100 writes/s against 50 applied/s for 30 s.
-        assert!((1200.0..1800.0).contains(&backlog), "seed {seed}: {backlog}");
+        assert!(
+            (1200.0..1800.0).contains(&backlog),
+            "seed {seed}: {backlog}"
+        );
         LessonRun::run_until(&mut run, secs(300.0));
         let measured = figure(&run, "catch_up_s");
         let expected = backlog / (50.0 - 20.0);
@@ -291,7 +311,10 @@ fn more_read_replicas_cut_read_latency_and_leave_the_write_side_exactly_alone() 
         let two = scenario(&["replicas=2"], seed, &[(60.0, "read-spike")], 200.0);
         let four = scenario(&["replicas=4"], seed, &[(60.0, "read-spike")], 200.0);
         let (read_two, read_four) = (figure(&two, "read_p99_ms"), figure(&four, "read_p99_ms"));
-        assert!(read_two > 500.0, "two replicas saturate in the spike: {read_two}");
+        assert!(
+            read_two > 500.0,
+            "two replicas saturate in the spike: {read_two}"
+        );
         assert!(read_four < 100.0, "four do not: {read_four}");
         assert!(figure(&two, "reads_refused") > 0.0);
         assert_eq!(figure(&four, "reads_refused"), 0.0);
@@ -309,12 +332,22 @@ fn replicas_start_before_serving_and_drain_before_going_off() {
     LessonRun::run_until(&mut run, secs(30.0));
     assert_eq!(
         run.model.replica_states(),
-        [NodeState::Healthy, NodeState::Off, NodeState::Off, NodeState::Off]
+        [
+            NodeState::Healthy,
+            NodeState::Off,
+            NodeState::Off,
+            NodeState::Off
+        ]
     );
     set(&mut run, "replicas", ParamValue::Integer(3));
     assert_eq!(
         run.model.replica_states(),
-        [NodeState::Healthy, NodeState::Starting, NodeState::Starting, NodeState::Off]
+        [
+            NodeState::Healthy,
+            NodeState::Starting,
+            NodeState::Starting,
+            NodeState::Off
+        ]
     );
     LessonRun::run_until(&mut run, secs(39.9));
     assert_eq!(run.model.replica_states()[1], NodeState::Starting);
@@ -327,7 +360,12 @@ fn replicas_start_before_serving_and_drain_before_going_off() {
     LessonRun::run_until(&mut run, secs(61.0));
     assert_eq!(
         run.model.replica_states(),
-        [NodeState::Healthy, NodeState::Off, NodeState::Off, NodeState::Off]
+        [
+            NodeState::Healthy,
+            NodeState::Off,
+            NodeState::Off,
+            NodeState::Off
+        ]
     );
     // A replica asked for and cancelled while starting never serves.
     set(&mut run, "replicas", ParamValue::Integer(2));
@@ -335,7 +373,11 @@ fn replicas_start_before_serving_and_drain_before_going_off() {
     LessonRun::run_until(&mut run, secs(80.0));
     assert_eq!(run.model.replica_states()[1], NodeState::Off);
     run.check_conservation().unwrap();
-    assert_eq!(figure(&run, "reads_refused"), 0.0, "no read lost while scaling");
+    assert_eq!(
+        figure(&run, "reads_refused"),
+        0.0,
+        "no read lost while scaling"
+    );
 }
 
 #[test]
@@ -343,8 +385,14 @@ fn in_one_database_reads_slow_writes_down_and_a_read_spike_refuses_writes() {
     for seed in [1, 2, 3] {
         let light = scenario(&["model=single", "read_rate=200"], seed, &[], 200.0);
         let heavy = scenario(&["model=single", "read_rate=450"], seed, &[], 200.0);
-        let (w_light, w_heavy) = (figure(&light, "write_p99_ms"), figure(&heavy, "write_p99_ms"));
-        assert!(w_heavy > w_light + 20.0, "seed {seed}: {w_light} -> {w_heavy}");
+        let (w_light, w_heavy) = (
+            figure(&light, "write_p99_ms"),
+            figure(&heavy, "write_p99_ms"),
+        );
+        assert!(
+            w_heavy > w_light + 20.0,
+            "seed {seed}: {w_light} -> {w_heavy}"
+        );
         assert!(figure(&heavy, "read_p99_ms") > figure(&light, "read_p99_ms") + 20.0);
         // With CQRS the same read load leaves writes exactly as they were.
         let cqrs_light = scenario(&["read_rate=200"], seed, &[], 200.0);
@@ -440,7 +488,11 @@ fn every_request_is_accounted_for_and_a_seed_replays_exactly() {
             .iter()
             .map(|f| format!("{}={}", f.key, f.value))
             .collect();
-        (fingerprint(&run.summary()), figures, run.log().entries().len())
+        (
+            fingerprint(&run.summary()),
+            figures,
+            run.log().entries().len(),
+        )
     };
     for seed in [1, 2, 3, 4] {
         assert_eq!(session(seed), session(seed), "seed {seed} replays");

@@ -162,6 +162,7 @@ const FILES: &[(&str, &str)] = &[
         "bulkhead",
         include_str!("../../content/lessons/bulkhead.json"),
     ),
+    ("cqrs", include_str!("../../content/lessons/cqrs.json")),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

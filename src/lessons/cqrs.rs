@@ -218,21 +218,37 @@ const WRITE: usize = 1;
 /// cancelled, so a slot is live until its `Delivered`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Arrival { kind: u8 },
+    Arrival {
+        kind: u8,
+    },
     /// A read reaches the query API, which picks a replica.
-    AtRouter { req: u32 },
+    AtRouter {
+        req: u32,
+    },
     /// A request reaches its store: it starts, waits or is refused.
-    AtStore { req: u32 },
+    AtStore {
+        req: u32,
+    },
     /// The store finished the request (a write commits, a read returns its value).
-    Served { req: u32 },
+    Served {
+        req: u32,
+    },
     /// The response arrives: the request completes.
-    Delivered { req: u32 },
+    Delivered {
+        req: u32,
+    },
     /// The oldest event's delivery delay has passed.
     ProjectorWake,
     /// The projector finished applying the event at the head of the stream.
     Applied,
-    ReplicaReady { replica: u8, generation: u32 },
-    BurstEnd { kind: u8, generation: u32 },
+    ReplicaReady {
+        replica: u8,
+        generation: u32,
+    },
+    BurstEnd {
+        kind: u8,
+        generation: u32,
+    },
     Tick,
 }
 
@@ -362,7 +378,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
     if cqrs {
         let write = t.add_node("write-store", "Write store", NodeKind::Store, 0.2, 0.06);
         let acks = t.add_node("acks", "Write acks", NodeKind::Sink, 1.0, 0.06);
-        let stream = t.add_node("event-stream", "Events to project", NodeKind::Queue, 0.45, 0.3);
+        let stream = t.add_node(
+            "event-stream",
+            "Events to project",
+            NodeKind::Queue,
+            0.45,
+            0.3,
+        );
         let projector = t.add_node("projector", "Projector", NodeKind::Server, 0.75, 0.3);
         let api = t.add_node("query-api", "Query API", NodeKind::Router, 0.22, 0.78);
         let results = t.add_node("results", "Query results", NodeKind::Sink, 1.0, 0.76);
@@ -390,7 +412,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
         stream_node = Some(stream);
         projector_node = Some(projector);
     } else {
-        let queue = t.add_node("db-queue", "Waiting for a connection", NodeKind::Queue, 0.33, 0.45);
+        let queue = t.add_node(
+            "db-queue",
+            "Waiting for a connection",
+            NodeKind::Queue,
+            0.33,
+            0.45,
+        );
         let db = t.add_node("database", "Database", NodeKind::Store, 0.66, 0.45);
         let responses = t.add_node("responses", "Responses", NodeKind::Sink, 1.0, 0.45);
         let in_edge = t.add_edge(clients, queue);
@@ -468,7 +496,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
         reads_served: 0,
         stale_reads: 0,
         refused: [0; 2],
-        latency: [LatencyHistogram::new(PRECISE), LatencyHistogram::new(PRECISE)],
+        latency: [
+            LatencyHistogram::new(PRECISE),
+            LatencyHistogram::new(PRECISE),
+        ],
         last_read: None,
         gauge_waiting: core.gauge("events_waiting_to_project"),
         gauge_lag: core.gauge("projection_lag_ms"),
@@ -505,7 +536,10 @@ impl CqrsModel {
 
     /// The newest event appended to the stream, if any.
     pub fn last_appended(&self) -> Option<StreamEvent> {
-        self.stream.back().copied().filter(|e| e.seq == self.appended)
+        self.stream
+            .back()
+            .copied()
+            .filter(|e| e.seq == self.appended)
     }
 
     /// Events appended to the stream and events the projector applied, since the start.
@@ -708,7 +742,12 @@ impl CqrsModel {
         );
         scheduler.schedule_in(HOP, Event::Delivered { req });
         if let Some(next) = self.stores[index].queue.pop_front() {
-            if let Place::Queued { since, .. } = self.core.requests.get(self.requests[next as usize].key).place {
+            if let Place::Queued { since, .. } = self
+                .core
+                .requests
+                .get(self.requests[next as usize].key)
+                .place
+            {
                 self.core.metrics.waited(now - since);
             }
             self.start(next, scheduler);
@@ -902,7 +941,11 @@ impl CqrsModel {
     // ----- bursts -----
 
     fn start_burst(&mut self, kind: usize, scheduler: &mut Scheduler<Event>) {
-        let (factor, length) = if kind == WRITE { WRITE_BURST } else { READ_SPIKE };
+        let (factor, length) = if kind == WRITE {
+            WRITE_BURST
+        } else {
+            READ_SPIKE
+        };
         let burst = &mut self.bursts[kind];
         burst.active = true;
         burst.generation += 1;
@@ -1043,9 +1086,24 @@ impl LessonModel for CqrsModel {
         vec![
             figure("stale_reads", "Stale reads", self.stale_reads as f64, ""),
             figure("stale_read_pct", "Reads that were stale", pct, "%"),
-            figure("projection_lag_s", "Projection lag now", lag_now.as_secs_f64(), "s"),
-            figure("max_lag_s", "Largest projection lag", self.max_lag.max(lag_now).as_secs_f64(), "s"),
-            figure("events_waiting", "Events waiting for the projector", self.stream.len() as f64, ""),
+            figure(
+                "projection_lag_s",
+                "Projection lag now",
+                lag_now.as_secs_f64(),
+                "s",
+            ),
+            figure(
+                "max_lag_s",
+                "Largest projection lag",
+                self.max_lag.max(lag_now).as_secs_f64(),
+                "s",
+            ),
+            figure(
+                "events_waiting",
+                "Events waiting for the projector",
+                self.stream.len() as f64,
+                "",
+            ),
             figure(
                 "catch_up_s",
                 "Last catch-up time",
@@ -1054,8 +1112,18 @@ impl LessonModel for CqrsModel {
             ),
             figure("read_p99_ms", "Read p99", self.p99_ms(READ), "ms"),
             figure("write_p99_ms", "Write p99", self.p99_ms(WRITE), "ms"),
-            figure("writes_refused", "Writes refused (store full)", self.refused[WRITE] as f64, ""),
-            figure("reads_refused", "Reads refused (store full)", self.refused[READ] as f64, ""),
+            figure(
+                "writes_refused",
+                "Writes refused (store full)",
+                self.refused[WRITE] as f64,
+                "",
+            ),
+            figure(
+                "reads_refused",
+                "Reads refused (store full)",
+                self.refused[READ] as f64,
+                "",
+            ),
         ]
     }
 
@@ -1142,7 +1210,11 @@ impl LessonModel for CqrsModel {
                     accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
                 match spec.name {
                     "read_rate" | "write_rate" => {
-                        let kind = if spec.name == "read_rate" { READ } else { WRITE };
+                        let kind = if spec.name == "read_rate" {
+                            READ
+                        } else {
+                            WRITE
+                        };
                         let rate = self.params.number(spec.name);
                         self.arrivals[kind].arrivals.set_shape(steady(rate));
                         self.arrivals[kind].rearm(scheduler);
