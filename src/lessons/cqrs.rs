@@ -40,7 +40,7 @@
 //!   `down` while paused, and `healthy` again when it has applied every event it can see:
 //!   "projection caught up". After a pause with backlog B, with writes at w/s and the
 //!   projector at r/s, catching up takes about B / (r − w).
-//! - Read replicas: `replicas` of at most 4 serve; a new one starts for 10 s first; a
+//! - Read replicas: `replicas` of at most 3 serve; a new one starts for 10 s first; a
 //!   removed one drains its queue and goes off. They all serve the same projected read
 //!   model (the projection is the only lag modelled here).
 
@@ -203,7 +203,7 @@ pub const QUEUE_LIMIT: usize = 500;
 /// Reads of fresh writes pick one of this many latest committed writes.
 pub const RECENT: usize = 16;
 /// Read replica slots (also the slots drawn).
-pub const MAX_REPLICAS: usize = 4;
+pub const MAX_REPLICAS: usize = 3;
 /// Time a newly added read replica takes before it serves.
 pub const REPLICA_WARMUP: SimDuration = SimDuration::from_secs(10);
 /// Spread of service times (coefficient of variation of the log-normal).
@@ -387,7 +387,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
         );
         let projector = t.add_node("projector", "Projector", NodeKind::Server, 0.75, 0.3);
         let api = t.add_node("query-api", "Query API", NodeKind::Router, 0.22, 0.78);
-        let results = t.add_node("results", "Query results", NodeKind::Sink, 1.0, 0.76);
+        let results = t.add_node("results", "Results", NodeKind::Sink, 1.0, 0.76);
         let to_write = t.add_edge(clients, write);
         let to_acks = t.add_edge(write, acks);
         t.add_edge(write, stream);
@@ -395,7 +395,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
         let to_api = t.add_edge(clients, api);
         stores.push(store(write, write, to_write, to_acks));
         for index in 0..MAX_REPLICAS {
-            let y = 0.52 + 0.16 * index as f32;
+            let y = 0.5 + 0.22 * index as f32;
             let replica = t.add_node(
                 &format!("replica-{}", index + 1),
                 &format!("Read replica {}", index + 1),
