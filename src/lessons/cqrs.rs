@@ -383,9 +383,9 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CqrsModel> {
             "Events to project",
             NodeKind::Queue,
             0.45,
-            0.3,
+            0.27,
         );
-        let projector = t.add_node("projector", "Projector", NodeKind::Server, 0.75, 0.3);
+        let projector = t.add_node("projector", "Projector", NodeKind::Server, 0.75, 0.27);
         let api = t.add_node("query-api", "Query API", NodeKind::Router, 0.22, 0.78);
         let results = t.add_node("results", "Results", NodeKind::Sink, 1.0, 0.76);
         let to_write = t.add_edge(clients, write);
