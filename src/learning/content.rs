@@ -175,6 +175,7 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../content/lessons/event-routing.json"),
     ),
     ("saga", include_str!("../../content/lessons/saga.json")),
+    ("cqrs", include_str!("../../content/lessons/cqrs.json")),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

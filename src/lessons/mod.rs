@@ -8,6 +8,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod core;
 pub mod coupling;
+pub mod cqrs;
 pub mod disaster_recovery;
 pub mod event_routing;
 pub mod failover;
@@ -104,13 +105,14 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 12] = [
+    static CATALOG: [LessonSpec; 13] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
         pub_sub::SPEC,
         event_routing::SPEC,
         saga::SPEC,
+        cqrs::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
