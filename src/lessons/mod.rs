@@ -5,6 +5,7 @@
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
 pub mod bulkhead;
+pub mod caching;
 pub mod circuit_breaker;
 pub mod core;
 pub mod disaster_recovery;
@@ -100,7 +101,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 8] = [
+    static CATALOG: [LessonSpec; 9] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         failover::SPEC,
@@ -109,6 +110,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         bulkhead::SPEC,
         rate_limiting::SPEC,
         disaster_recovery::SPEC,
+        caching::SPEC,
     ];
     &CATALOG
 }
