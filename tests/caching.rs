@@ -70,7 +70,10 @@ fn lru_never_hits_less_with_a_bigger_cache_on_the_same_trace() {
     let mut rng = SimRng::new(7, "trace");
     let trace: Vec<u32> = (0..60_000).map(|_| zipf.sample(&mut rng) as u32).collect();
     let sizes = [0, 1, 10, 50, 100, 200, 400, 800, 1600, 2000];
-    let hits: Vec<u64> = sizes.iter().map(|&size| lru_hits(&trace, items, size)).collect();
+    let hits: Vec<u64> = sizes
+        .iter()
+        .map(|&size| lru_hits(&trace, items, size))
+        .collect();
     for pair in hits.windows(2) {
         assert!(pair[1] >= pair[0], "LRU inclusion broken: {hits:?}");
     }
@@ -82,7 +85,10 @@ fn lru_never_hits_less_with_a_bigger_cache_on_the_same_trace() {
         .filter(|&&item| !std::mem::replace(&mut seen[item as usize], true))
         .count() as u64;
     assert_eq!(hits[sizes.len() - 1], trace.len() as u64 - distinct);
-    assert!(hits[5] > hits[2] + 10_000, "growth is substantial: {hits:?}");
+    assert!(
+        hits[5] > hits[2] + 10_000,
+        "growth is substantial: {hits:?}"
+    );
 }
 
 #[test]
@@ -144,7 +150,10 @@ fn the_hit_ratio_rises_with_cache_size_and_with_skew() {
     assert_eq!(figure(uncached.as_ref(), "hit_ratio"), 0.0);
     let summary = uncached.summary();
     let db = figure(uncached.as_ref(), "db_ops_per_s") * 60.0;
-    assert!((db - summary.completed as f64).abs() <= 20.0, "{db} vs {summary:?}");
+    assert!(
+        (db - summary.completed as f64).abs() <= 20.0,
+        "{db} vs {summary:?}"
+    );
 }
 
 #[test]
@@ -168,7 +177,10 @@ fn only_cache_aside_and_read_through_serve_stale_reads() {
     // A shorter TTL bounds how long a stale copy lives.
     assert!(stale("cache-aside", &["ttl=2"]) < 0.5 * stale("cache-aside", &["ttl=60"]));
     // Write-through stays exact under single-flight, a crash and an emptied cache too.
-    let mut run = start(&["strategy=write-through", "stampede_guard=single-flight"], 5);
+    let mut run = start(
+        &["strategy=write-through", "stampede_guard=single-flight"],
+        5,
+    );
     run.run_until(secs(40.0));
     inject(run.as_mut(), "crash-cache");
     run.run_until(secs(80.0));
@@ -199,13 +211,19 @@ fn write_through_pays_both_round_trips_and_write_back_acknowledges_from_the_cach
 
 #[test]
 fn write_through_never_loses_an_acknowledged_write() {
-    let mut sim = caching::simulation(&params(&["strategy=write-through", "write_fraction=0.3"]), Seed(8));
+    let mut sim = caching::simulation(
+        &params(&["strategy=write-through", "write_fraction=0.3"]),
+        Seed(8),
+    );
     sim.run_until(secs(30.0));
     inject(&mut sim, "crash-cache");
     sim.run_until(secs(90.0));
     let model = &sim.model;
     for item in 0..2000 {
-        assert!(model.db_version(item) >= model.acked_version(item), "item {item}");
+        assert!(
+            model.db_version(item) >= model.acked_version(item),
+            "item {item}"
+        );
     }
     assert_eq!(figure(&sim, "writes_lost"), 0.0);
 }
@@ -229,7 +247,11 @@ fn write_back_loses_its_unflushed_writes_when_the_cache_crashes_and_only_then() 
     assert_eq!(sim.model.unflushed_writes(), 0);
     sim.run_until(secs(120.0));
     sim.check_conservation().unwrap();
-    assert_eq!(figure(&sim, "writes_lost"), unflushed as f64, "only the crash loses writes");
+    assert_eq!(
+        figure(&sim, "writes_lost"),
+        unflushed as f64,
+        "only the crash loses writes"
+    );
     // Reads of the lost items now return the older database value: stale.
     assert!(figure(&sim, "stale_reads") > 0.0);
 
@@ -242,7 +264,10 @@ fn write_back_loses_its_unflushed_writes_when_the_cache_crashes_and_only_then() 
     assert_eq!(figure(run.as_ref(), "writes_lost"), 0.0);
     assert_eq!(figure(run.as_ref(), "stale_reads"), 0.0);
     // Flushed exactly at a flush tick: nothing to lose.
-    let mut sim = caching::simulation(&params(&["strategy=write-back", "write_fraction=0"]), Seed(4));
+    let mut sim = caching::simulation(
+        &params(&["strategy=write-back", "write_fraction=0"]),
+        Seed(4),
+    );
     sim.run_until(secs(62.5));
     inject(&mut sim, "crash-cache");
     assert_eq!(figure(&sim, "writes_lost"), 0.0);
@@ -252,7 +277,11 @@ fn write_back_loses_its_unflushed_writes_when_the_cache_crashes_and_only_then() 
 fn write_back_batches_writes_into_fewer_database_operations() {
     let load = |strategy: &str| {
         let strategy = format!("strategy={strategy}");
-        let run = run_to(&[&strategy, "write_fraction=0.5", "request_rate=300"], 6, 120.0);
+        let run = run_to(
+            &[&strategy, "write_fraction=0.5", "request_rate=300"],
+            6,
+            120.0,
+        );
         figure(run.as_ref(), "db_ops_per_s")
     };
     let (aside, back) = (load("cache-aside"), load("write-back"));
@@ -316,7 +345,10 @@ fn crashing_the_cache_sends_every_read_to_the_database_until_it_restarts_empty()
     assert_eq!((view.state, view.busy), (NodeState::Down, 0));
     run.run_until(secs(110.0));
     let outage = ops_at(run.as_ref(), 110.0) - at_crash;
-    assert!(outage > 1.8 * steady, "database load {steady} → {outage} per 10 s");
+    assert!(
+        outage > 1.8 * steady,
+        "database load {steady} → {outage} per 10 s"
+    );
     // The database (8 connections × 50/s = 400 ops/s) cannot take all 500 req/s: reads
     // wait for a connection and some time out.
     assert!(run.summary().failed > 0);
@@ -329,7 +361,10 @@ fn crashing_the_cache_sends_every_read_to_the_database_until_it_restarts_empty()
             _ => None,
         })
         .collect();
-    assert_eq!(states, vec![(100.0, NodeState::Down), (115.0, NodeState::Healthy)]);
+    assert_eq!(
+        states,
+        vec![(100.0, NodeState::Down), (115.0, NodeState::Healthy)]
+    );
     run.check_conservation().unwrap();
     // Read-through has no way around the cache: reads fail while it is down.
     let mut through = start(&["strategy=read-through"], 3);
@@ -355,7 +390,15 @@ fn emptying_the_cache_drops_the_hit_ratio_until_it_refills() {
     let mut snapshot = Snapshot::default();
     run.snapshot_into(&mut snapshot, 10);
     let cache = run.topology().find("cache").unwrap();
-    assert_eq!(snapshot.nodes.iter().find(|n| n.node == cache).unwrap().busy, 0);
+    assert_eq!(
+        snapshot
+            .nodes
+            .iter()
+            .find(|n| n.node == cache)
+            .unwrap()
+            .busy,
+        0
+    );
     run.run_until(secs(61.0));
     assert!(figure(run.as_ref(), "hit_ratio") < hits_before);
 }
@@ -364,12 +407,22 @@ fn emptying_the_cache_drops_the_hit_ratio_until_it_refills() {
 fn requests_are_conserved_and_a_seed_replays_exactly() {
     for (case, strategy) in STRATEGIES.iter().enumerate() {
         for guard in caching::GUARDS {
-            let assignments = [format!("strategy={strategy}"), format!("stampede_guard={guard}"), "write_fraction=0.3".into(), "cache_size=100".into()];
+            let assignments = [
+                format!("strategy={strategy}"),
+                format!("stampede_guard={guard}"),
+                "write_fraction=0.3".into(),
+                "cache_size=100".into(),
+            ];
             let assignments: Vec<&str> = assignments.iter().map(String::as_str).collect();
             let script = |seed: u64| {
                 let mut run = start(&assignments, seed);
                 let mut t = 0.0;
-                for (at, id) in [(10.0, "hot-key"), (20.0, "crash-cache"), (40.0, "flush-cache"), (50.0, "crash-cache")] {
+                for (at, id) in [
+                    (10.0, "hot-key"),
+                    (20.0, "crash-cache"),
+                    (40.0, "flush-cache"),
+                    (50.0, "crash-cache"),
+                ] {
                     while t < at {
                         t += 0.5;
                         run.run_until(secs(t));
@@ -394,7 +447,11 @@ fn requests_are_conserved_and_a_seed_replays_exactly() {
     // Same seed, same workload in every strategy: the sweep compares like with like.
     let generated: Vec<u64> = STRATEGIES
         .iter()
-        .map(|s| run_to(&[&format!("strategy={s}")], 1, 30.0).summary().generated)
+        .map(|s| {
+            run_to(&[&format!("strategy={s}")], 1, 30.0)
+                .summary()
+                .generated
+        })
         .collect();
     assert!(generated.windows(2).all(|w| w[0] == w[1]), "{generated:?}");
 }

@@ -162,6 +162,10 @@ const FILES: &[(&str, &str)] = &[
         "bulkhead",
         include_str!("../../content/lessons/bulkhead.json"),
     ),
+    (
+        "caching",
+        include_str!("../../content/lessons/caching.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

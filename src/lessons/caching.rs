@@ -432,23 +432,43 @@ impl CacheStore {
 pub enum Event {
     Arrival,
     HotArrival,
-    HotEnd { burst: u32 },
-    AtApp { req: u32 },
-    AtCache { req: u32 },
+    HotEnd {
+        burst: u32,
+    },
+    AtApp {
+        req: u32,
+    },
+    AtCache {
+        req: u32,
+    },
     /// A miss (or a down cache's refusal) is back at the app.
-    MissAtApp { req: u32 },
-    AtDb { req: u32 },
-    DbDone { req: u32 },
-    DbTimeout { req: u32 },
+    MissAtApp {
+        req: u32,
+    },
+    AtDb {
+        req: u32,
+    },
+    DbDone {
+        req: u32,
+    },
+    DbTimeout {
+        req: u32,
+    },
     /// A background database operation (flush batch, evicted dirty entry) finished.
     BatchDone,
     /// A database answer is back at its loader (app or cache), or a commit at the app.
-    FromDb { req: u32 },
+    FromDb {
+        req: u32,
+    },
     /// The answer is back at the app: the request completes.
-    Reply { req: u32 },
+    Reply {
+        req: u32,
+    },
     Tick,
     FlushTick,
-    CacheRestarted { life: u32 },
+    CacheRestarted {
+        life: u32,
+    },
 }
 
 /// Where a read's database load answers.
@@ -456,7 +476,9 @@ pub enum Event {
 enum Loader {
     App,
     /// The cache (read-through), in its `life`-th incarnation.
-    Cache { life: u32 },
+    Cache {
+        life: u32,
+    },
 }
 
 struct Req {
@@ -583,8 +605,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CachingModel> 
         _ => "Cache",
     };
     let cache_node = topology.add_node("cache", cache_label, NodeKind::Store, 0.72, 0.1);
-    let db_queue_node =
-        topology.add_node("db-queue", "Waiting for DB", NodeKind::Queue, 0.6, 0.9);
+    let db_queue_node = topology.add_node("db-queue", "Waiting for DB", NodeKind::Queue, 0.6, 0.9);
     let db_node = topology.add_node("db", "Database", NodeKind::Store, 0.92, 0.9);
     let e_client = topology.add_edge(clients, app);
     let e_app_cache = topology.add_edge(app, cache_node);
@@ -778,9 +799,7 @@ impl CachingModel {
             (self.hot_item, false)
         } else {
             let item = self.zipf.sample(&mut self.key_rng) as u32;
-            let write = self
-                .mix_rng
-                .chance(self.params.number("write_fraction"));
+            let write = self.mix_rng.chance(self.params.number("write_fraction"));
             (item, write)
         };
         let key = self.core.requests.spawn(
@@ -849,7 +868,14 @@ impl CachingModel {
                     if !write {
                         self.counts.misses += 1;
                     }
-                    self.send(req, back, CACHE_HOP, Event::MissAtApp { req }, now, scheduler)
+                    self.send(
+                        req,
+                        back,
+                        CACHE_HOP,
+                        Event::MissAtApp { req },
+                        now,
+                        scheduler,
+                    )
                 }
             }
             return;
@@ -898,7 +924,14 @@ impl CachingModel {
                 if self.strategy == Strategy::ReadThrough {
                     self.load(req, true, now, scheduler);
                 } else {
-                    self.send(req, back, CACHE_HOP, Event::MissAtApp { req }, now, scheduler);
+                    self.send(
+                        req,
+                        back,
+                        CACHE_HOP,
+                        Event::MissAtApp { req },
+                        now,
+                        scheduler,
+                    );
                 }
             }
         }
@@ -926,7 +959,11 @@ impl CachingModel {
         if self.single_flight() {
             if let Some(&leader) = self.loading.get(&item) {
                 if leader != req && self.requests.contains_key(&leader) {
-                    let node = if from_cache { self.cache_node } else { self.app };
+                    let node = if from_cache {
+                        self.cache_node
+                    } else {
+                        self.app
+                    };
                     let key = entry.key;
                     self.core
                         .requests
@@ -974,7 +1011,13 @@ impl CachingModel {
         self.to_db(req, from_cache, now, scheduler);
     }
 
-    fn to_db(&mut self, req: u32, from_cache: bool, now: SimTime, scheduler: &mut Scheduler<Event>) {
+    fn to_db(
+        &mut self,
+        req: u32,
+        from_cache: bool,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) {
         let edge = if from_cache {
             self.e_cache_db
         } else {
@@ -1169,7 +1212,14 @@ impl CachingModel {
                 Loader::App => self.complete(waiter, now),
                 Loader::Cache { .. } => {
                     let edge = self.e_cache_app;
-                    self.send(waiter, edge, CACHE_HOP, Event::Reply { req: waiter }, now, scheduler);
+                    self.send(
+                        waiter,
+                        edge,
+                        CACHE_HOP,
+                        Event::Reply { req: waiter },
+                        now,
+                        scheduler,
+                    );
                 }
             }
         }
@@ -1286,7 +1336,11 @@ impl CachingModel {
         self.window = c;
     }
 
-    fn crash_cache(&mut self, now: SimTime, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
+    fn crash_cache(
+        &mut self,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) -> Result<(), CommandError> {
         if !self.cache_up {
             return Err(CommandError::NotApplicable {
                 reason: "the cache node is already down; it restarts by itself".into(),
@@ -1310,8 +1364,11 @@ impl CachingModel {
             self.fail(req, now, scheduler);
         }
         let requests = &self.requests;
-        self.loading
-            .retain(|_, leader| requests.get(leader).is_some_and(|e| e.loader == Loader::App));
+        self.loading.retain(|_, leader| {
+            requests
+                .get(leader)
+                .is_some_and(|e| e.loader == Loader::App)
+        });
         let restart = SimDuration::from_secs_f64(self.params.number("restart_time"));
         scheduler.schedule_in(
             restart,
@@ -1322,7 +1379,11 @@ impl CachingModel {
         Ok(())
     }
 
-    fn empty_cache(&mut self, now: SimTime, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
+    fn empty_cache(
+        &mut self,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) -> Result<(), CommandError> {
         if !self.cache_up {
             return Err(CommandError::NotApplicable {
                 reason: "the cache node is down: there is nothing in it to drop".into(),
@@ -1338,7 +1399,11 @@ impl CachingModel {
         Ok(())
     }
 
-    fn start_hot_burst(&mut self, now: SimTime, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
+    fn start_hot_burst(
+        &mut self,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) -> Result<(), CommandError> {
         if self.hot_active {
             return Err(CommandError::NotApplicable {
                 reason: "a hot-key burst is already running".into(),
@@ -1481,17 +1546,62 @@ impl LessonModel for CachingModel {
             unit,
         };
         vec![
-            figure("hit_ratio", "Hit ratio", 100.0 * ratio(c.hits as f64, lookups as f64), "%"),
-            figure("db_ops_per_s", "Database load", ratio(c.db_ops as f64, Self::elapsed_secs(now)), "ops/s"),
-            figure("read_ms", "Mean read latency", 1000.0 * ratio(c.read_secs, c.reads_done as f64), "ms"),
-            figure("write_ms", "Mean write latency", 1000.0 * ratio(c.write_secs, c.writes_done as f64), "ms"),
+            figure(
+                "hit_ratio",
+                "Hit ratio",
+                100.0 * ratio(c.hits as f64, lookups as f64),
+                "%",
+            ),
+            figure(
+                "db_ops_per_s",
+                "Database load",
+                ratio(c.db_ops as f64, Self::elapsed_secs(now)),
+                "ops/s",
+            ),
+            figure(
+                "read_ms",
+                "Mean read latency",
+                1000.0 * ratio(c.read_secs, c.reads_done as f64),
+                "ms",
+            ),
+            figure(
+                "write_ms",
+                "Mean write latency",
+                1000.0 * ratio(c.write_secs, c.writes_done as f64),
+                "ms",
+            ),
             figure("stale_reads", "Stale reads", c.stale as f64, ""),
-            figure("stale_pct", "Stale share of reads", 100.0 * ratio(c.stale as f64, c.reads_done as f64), "%"),
+            figure(
+                "stale_pct",
+                "Stale share of reads",
+                100.0 * ratio(c.stale as f64, c.reads_done as f64),
+                "%",
+            ),
             figure("writes_lost", "Writes lost", c.writes_lost as f64, ""),
-            figure("unflushed_writes", "Unflushed writes", self.unflushed as f64, ""),
-            figure("peak_item_db_reads", "Peak DB reads of one item", f64::from(c.peak_item_db_reads), ""),
-            figure("hot_key_db_reads", "Hot-key DB reads", c.hot_db_reads as f64, ""),
-            figure("reads_per_refill", "DB reads per hot-key refill", ratio(c.hot_db_reads as f64, c.hot_refills as f64), ""),
+            figure(
+                "unflushed_writes",
+                "Unflushed writes",
+                self.unflushed as f64,
+                "",
+            ),
+            figure(
+                "peak_item_db_reads",
+                "Peak DB reads of one item",
+                f64::from(c.peak_item_db_reads),
+                "",
+            ),
+            figure(
+                "hot_key_db_reads",
+                "Hot-key DB reads",
+                c.hot_db_reads as f64,
+                "",
+            ),
+            figure(
+                "reads_per_refill",
+                "DB reads per hot-key refill",
+                ratio(c.hot_db_reads as f64, c.hot_refills as f64),
+                "",
+            ),
         ]
     }
 
