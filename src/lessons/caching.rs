@@ -599,13 +599,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CachingModel> 
     let mut topology = Topology::default();
     let clients = topology.add_node("clients", "Clients", NodeKind::Source, 0.0, 0.5);
     let app = topology.add_node("app", "App servers", NodeKind::Server, 0.3, 0.5);
-    let cache_label = match strategy {
-        Strategy::ReadThrough => "Read-through cache",
-        Strategy::WriteBack => "Write-back cache",
-        _ => "Cache",
-    };
-    let cache_node = topology.add_node("cache", cache_label, NodeKind::Store, 0.72, 0.1);
-    let db_queue_node = topology.add_node("db-queue", "Waiting for DB", NodeKind::Queue, 0.6, 0.9);
+    let cache_node = topology.add_node("cache", "Cache", NodeKind::Store, 0.7, 0.1);
+    let db_queue_node = topology.add_node("db-queue", "Waiting for DB", NodeKind::Queue, 0.58, 0.9);
     let db_node = topology.add_node("db", "Database", NodeKind::Store, 0.92, 0.9);
     let e_client = topology.add_edge(clients, app);
     let e_app_cache = topology.add_edge(app, cache_node);
@@ -613,22 +608,19 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CachingModel> 
     let e_app_db = topology.add_edge(app, db_queue_node);
     topology.add_edge(db_queue_node, db_node);
     let e_db_app = topology.add_edge(db_node, app);
-    let (e_cache_db, e_db_cache) = if strategy == Strategy::ReadThrough {
-        (
-            topology.add_edge(cache_node, db_queue_node),
-            topology.add_edge(db_node, cache_node),
-        )
+    // Read-through loads (and write-back flushes, which carry no request) go from the
+    // cache to the database; answers to read-through loads come back the same way.
+    let e_cache_db = topology.add_edge(cache_node, db_node);
+    let e_db_cache = if strategy == Strategy::ReadThrough {
+        topology.add_edge(db_node, cache_node)
     } else {
-        // Only read-through loads from the cache; write-back flushes are drawn on this
-        // edge's line too (they carry no client request).
-        let flush = topology.add_edge(cache_node, db_queue_node);
-        (flush, e_db_app)
+        e_db_app
     };
     let core = ModelCore::new(vec![
-        "hit_ratio_pct",
-        "db_ops_per_s",
-        "db_waiting",
-        "stale_reads_per_s",
+        "hit_ratio_percent",
+        "database_ops_per_second",
+        "waiting_for_database",
+        "stale_reads_per_second",
         "unflushed_writes",
     ]);
     let hot_item = (items - 1) as u32;
@@ -682,10 +674,10 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CachingModel> 
         jitter_rng: SimRng::new(seed.0, "ttl-jitter"),
         counts: Counts::default(),
         window: Counts::default(),
-        gauge_hit: core.gauge("hit_ratio_pct"),
-        gauge_db_ops: core.gauge("db_ops_per_s"),
-        gauge_db_waiting: core.gauge("db_waiting"),
-        gauge_stale: core.gauge("stale_reads_per_s"),
+        gauge_hit: core.gauge("hit_ratio_percent"),
+        gauge_db_ops: core.gauge("database_ops_per_second"),
+        gauge_db_waiting: core.gauge("waiting_for_database"),
+        gauge_stale: core.gauge("stale_reads_per_second"),
         gauge_unflushed: core.gauge("unflushed_writes"),
         core,
         params: params.clone(),
@@ -1513,9 +1505,7 @@ impl LessonModel for CachingModel {
             } else {
                 NodeState::Down
             },
-            // The cache's "busy / capacity" reads as entries held / entries it can hold.
-            busy: self.cache.len() as u32,
-            capacity: self.cache.capacity() as u32,
+            // Entries held are a figure, not "busy" work (the narration sums busy).
             queued: parked(true),
             ..plain(self.cache_node)
         });
@@ -1582,6 +1572,12 @@ impl LessonModel for CachingModel {
                 "unflushed_writes",
                 "Unflushed writes",
                 self.unflushed as f64,
+                "",
+            ),
+            figure(
+                "cache_entries",
+                "Cached entries",
+                self.cache.len() as f64,
                 "",
             ),
             figure(
