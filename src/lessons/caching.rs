@@ -835,7 +835,7 @@ impl CachingModel {
             let edge = self.e_app_cache;
             self.send(req, edge, CACHE_HOP, Event::AtCache { req }, now, scheduler);
         } else if entry.write {
-            self.to_db(req, false, now, scheduler);
+            self.send_to_db(req, false, now, scheduler);
         } else {
             // The cache node is down: the app reads the database directly.
             self.counts.misses += 1;
@@ -935,7 +935,7 @@ impl CachingModel {
         };
         if entry.write {
             // A write-back write the down cache refused: straight to the database.
-            self.to_db(req, false, now, scheduler);
+            self.send_to_db(req, false, now, scheduler);
         } else {
             self.load(req, false, now, scheduler);
         }
@@ -1000,10 +1000,10 @@ impl CachingModel {
                 Loader::App
             };
         }
-        self.to_db(req, from_cache, now, scheduler);
+        self.send_to_db(req, from_cache, now, scheduler);
     }
 
-    fn to_db(
+    fn send_to_db(
         &mut self,
         req: u32,
         from_cache: bool,
@@ -1142,7 +1142,7 @@ impl CachingModel {
         self.update_db_waiting(now);
     }
 
-    fn from_db(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
+    fn db_answered(&mut self, req: u32, now: SimTime, scheduler: &mut Scheduler<Event>) {
         let Some(entry) = self.requests.get(&req) else {
             return;
         };
@@ -1391,11 +1391,7 @@ impl CachingModel {
         Ok(())
     }
 
-    fn start_hot_burst(
-        &mut self,
-        now: SimTime,
-        scheduler: &mut Scheduler<Event>,
-    ) -> Result<(), CommandError> {
+    fn start_hot_burst(&mut self, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
         if self.hot_active {
             return Err(CommandError::NotApplicable {
                 reason: "a hot-key burst is already running".into(),
@@ -1410,7 +1406,6 @@ impl CachingModel {
                 burst: self.hot_burst,
             },
         );
-        let _ = now;
         Ok(())
     }
 
@@ -1461,7 +1456,7 @@ impl Model for CachingModel {
                 self.db_busy -= 1;
                 self.dispatch_db(now, scheduler);
             }
-            Event::FromDb { req } => self.from_db(req, now, scheduler),
+            Event::FromDb { req } => self.db_answered(req, now, scheduler),
             Event::Reply { req } => self.complete(req, now),
             Event::Tick => self.tick(now, scheduler),
             Event::FlushTick => {
@@ -1612,7 +1607,7 @@ impl LessonModel for CachingModel {
                 match id.as_str() {
                     "crash-cache" => self.crash_cache(now, scheduler)?,
                     "flush-cache" => self.empty_cache(now, scheduler)?,
-                    "hot-key" => self.start_hot_burst(now, scheduler)?,
+                    "hot-key" => self.start_hot_burst(scheduler)?,
                     _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
                 self.core.log.push(
@@ -1632,11 +1627,7 @@ impl LessonModel for CachingModel {
                         self.arrivals.arrivals.set_shape(steady(rate));
                         self.arrivals.rearm(scheduler);
                     }
-                    "hot_rate" => {
-                        if self.hot_active {
-                            self.set_hot_rate(scheduler);
-                        }
-                    }
+                    "hot_rate" if self.hot_active => self.set_hot_rate(scheduler),
                     "zipf_s" => self.zipf = zipf_for(&self.params),
                     "cache_size" => {
                         let mut evicted = Vec::new();
