@@ -176,6 +176,10 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("saga", include_str!("../../content/lessons/saga.json")),
     ("cqrs", include_str!("../../content/lessons/cqrs.json")),
+    (
+        "caching",
+        include_str!("../../content/lessons/caching.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

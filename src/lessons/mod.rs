@@ -5,6 +5,7 @@
 //! a lesson only through [`LessonSpec`] and [`run::LessonRun`].
 
 pub mod bulkhead;
+pub mod caching;
 pub mod circuit_breaker;
 pub mod core;
 pub mod coupling;
@@ -105,7 +106,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 13] = [
+    static CATALOG: [LessonSpec; 14] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -113,6 +114,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         event_routing::SPEC,
         saga::SPEC,
         cqrs::SPEC,
+        caching::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
