@@ -40,8 +40,14 @@ pub fn describe_state(run: &dyn LessonRun, snapshot: &Snapshot) -> String {
     let capacity: u32 = snapshot.nodes.iter().map(|view| view.capacity).sum();
     let counters = run.metrics().counters();
     let lost = counters.failed + counters.rejected + counters.dropped;
+    // Nodes without a fixed number of slots report capacity 0: then only "busy".
+    let busy = if capacity > 0 {
+        format!("{busy} of {capacity} busy")
+    } else {
+        format!("{busy} busy")
+    };
     format!(
-        "{waiting} waiting; {busy} of {capacity} busy; {} completed; {lost} failed, rejected or dropped.",
+        "{waiting} waiting; {busy}; {} completed; {lost} failed, rejected or dropped.",
         counters.completed
     )
 }

@@ -74,7 +74,7 @@ pub fn topology_view(props: &TopologyViewProps) -> Html {
         })
         .count();
     let box_size = if servers > 6 {
-        (92.0, 40.0)
+        (104.0, 40.0)
     } else {
         (120.0, 52.0)
     };
