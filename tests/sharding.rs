@@ -83,12 +83,18 @@ fn adding_a_shard_moves_one_in_n_plus_one_on_a_ring_and_most_keys_with_modulo() 
                     assert_eq!(after.owner(k), n);
                 }
             }
-            assert!((share - ideal).abs() < 0.35 * ideal, "n={n}: {share} vs {ideal}");
+            assert!(
+                (share - ideal).abs() < 0.35 * ideal,
+                "n={n}: {share} vs {ideal}"
+            );
             ring_total += share;
         }
         let mean = ring_total / seeds as f64;
         eprintln!("n={n}: ring moved {mean:.4} (ideal {ideal:.4})");
-        assert!((mean - ideal).abs() < 0.1 * ideal, "n={n}: mean {mean} vs {ideal}");
+        assert!(
+            (mean - ideal).abs() < 0.1 * ideal,
+            "n={n}: mean {mean} vs {ideal}"
+        );
         let modulo = moved_share(
             &Partitioner::new(false, shards(n), 1, 0),
             &Partitioner::new(false, shards(n + 1), 1, 0),
@@ -96,7 +102,10 @@ fn adding_a_shard_moves_one_in_n_plus_one_on_a_ring_and_most_keys_with_modulo() 
         );
         let expected = f64::from(n) / f64::from(n + 1);
         eprintln!("n={n}: modulo moved {modulo:.4} (n/(n+1) = {expected:.4})");
-        assert!((modulo - expected).abs() < 0.02, "modulo n={n}: {modulo} vs {expected}");
+        assert!(
+            (modulo - expected).abs() < 0.02,
+            "modulo n={n}: {modulo} vs {expected}"
+        );
     }
 }
 
@@ -119,7 +128,9 @@ fn ring_spread_shrinks_about_as_one_over_root_v() {
     let spread = |vnodes: u32| {
         let rings = 12;
         (0..rings)
-            .map(|salt| Ring::new(&shards(8), vnodes, mix64(salt + 100)).ownership_spread(&shards(8)))
+            .map(|salt| {
+                Ring::new(&shards(8), vnodes, mix64(salt + 100)).ownership_spread(&shards(8))
+            })
             .sum::<f64>()
             / rings as f64
     };
@@ -183,12 +194,18 @@ fn a_modulo_resize_costs_far_more_fetches_and_latency_than_a_ring_resize() {
     let (ring, modulo) = (run("consistent-hash"), run("modulo"));
     let ring_fetches = figure(&*ring, "key_fetches");
     let modulo_fetches = figure(&*modulo, "key_fetches");
-    assert!(modulo_fetches > 2.5 * ring_fetches, "{modulo_fetches} vs {ring_fetches}");
+    assert!(
+        modulo_fetches > 2.5 * ring_fetches,
+        "{modulo_fetches} vs {ring_fetches}"
+    );
     assert!(modulo.summary().latency_p95 > ring.summary().latency_p95);
     assert!(modulo.summary().rejected > ring.summary().rejected);
     // Without the resize neither rejects anything at the defaults.
     for partitioning in ["consistent-hash", "modulo"] {
-        let mut calm = start(&[&format!("partitioning={partitioning}")[..], "resize_at=0"], 5);
+        let mut calm = start(
+            &[&format!("partitioning={partitioning}")[..], "resize_at=0"],
+            5,
+        );
         calm.run_until(secs(120.0));
         assert_eq!(calm.summary().rejected, 0);
         assert!(figure(&*calm, "max_util_pct") < 80.0);
@@ -211,11 +228,17 @@ fn a_hot_key_saturates_exactly_one_shard() {
             if slot == hot_shard {
                 assert!(util > 0.95, "{partitioning}: hot shard at {util}");
             } else {
-                assert!((0.4..0.8).contains(&util), "{partitioning}: shard {slot} at {util}");
+                assert!(
+                    (0.4..0.8).contains(&util),
+                    "{partitioning}: shard {slot} at {util}"
+                );
             }
         }
         assert!(figure(&sim, "hottest_shard_share") > 45.0);
-        assert!(sim.summary().rejected > 1000, "the hot shard's queue overflows");
+        assert!(
+            sim.summary().rejected > 1000,
+            "the hot shard's queue overflows"
+        );
         // A second burst while one runs is refused; after it ends the load evens out.
         let refused = sim.apply(&LessonCommand::Inject("hot-key".into()));
         assert!(matches!(refused, Err(CommandError::NotApplicable { .. })));
@@ -261,7 +284,9 @@ fn removing_a_shard_drains_it_then_turns_it_off_and_adding_reuses_a_slot() {
     for _ in 0..5 {
         inject(&mut sim, "remove-shard");
     }
-    assert!(sim.apply(&LessonCommand::Inject("remove-shard".into())).is_err());
+    assert!(sim
+        .apply(&LessonCommand::Inject("remove-shard".into()))
+        .is_err());
     sim.run_until(secs(40.0));
     sim.check_conservation().unwrap();
 }
@@ -293,7 +318,11 @@ fn conservation_holds_under_commands_over_several_seeds() {
         let mut run = start(&["zipf_s=1.1"], seed);
         run.run_until(secs(5.0));
         inject(&mut *run, "hot-key");
-        for (t, id) in [(15.0, "add-shard"), (30.0, "remove-shard"), (45.0, "remove-shard")] {
+        for (t, id) in [
+            (15.0, "add-shard"),
+            (30.0, "remove-shard"),
+            (45.0, "remove-shard"),
+        ] {
             run.run_until(secs(t));
             run.check_conservation().unwrap();
             inject(&mut *run, id);

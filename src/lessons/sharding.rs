@@ -264,8 +264,13 @@ pub fn spread_pct(values: &[f64]) -> f64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Partitioner {
     /// `active[hash mod active.len()]`.
-    Modulo { active: Vec<u8> },
-    Consistent { active: Vec<u8>, ring: Ring },
+    Modulo {
+        active: Vec<u8>,
+    },
+    Consistent {
+        active: Vec<u8>,
+        ring: Ring,
+    },
 }
 
 impl Partitioner {
@@ -678,8 +683,8 @@ impl ShardingModel {
         .sample(&mut self.service_rng);
         if self.home[item] != slot as u8 {
             // The key moved here: fetch its data first.
-            duration = duration
-                + SimDuration::from_secs_f64(self.params.number("migration_ms") / 1000.0);
+            duration =
+                duration + SimDuration::from_secs_f64(self.params.number("migration_ms") / 1000.0);
             self.home[item] = slot as u8;
             self.fetches += 1;
         }
@@ -782,7 +787,11 @@ impl ShardingModel {
         Ok(())
     }
 
-    fn remove_shard(&mut self, now: SimTime, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
+    fn remove_shard(
+        &mut self,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) -> Result<(), CommandError> {
         let active = self.partitioner.active();
         if active.len() <= 1 {
             return Err(CommandError::NotApplicable {
@@ -993,8 +1002,18 @@ impl LessonModel for ShardingModel {
                 if ideal > 0 { 100.0 / ideal as f64 } else { 0.0 },
                 "%",
             ),
-            figure("keys_moved", "Keys moved (last resize)", resize.moved as f64, ""),
-            figure("key_fetches", "Keys fetched after moving", self.fetches as f64, ""),
+            figure(
+                "keys_moved",
+                "Keys moved (last resize)",
+                resize.moved as f64,
+                "",
+            ),
+            figure(
+                "key_fetches",
+                "Keys fetched after moving",
+                self.fetches as f64,
+                "",
+            ),
             figure("shards", "Shards serving", active.len() as f64, ""),
             figure("resizes", "Resizes", f64::from(self.resizes), ""),
             figure(
@@ -1018,7 +1037,11 @@ impl LessonModel for ShardingModel {
             figure(
                 "hottest_shard_share",
                 "Hottest shard's share",
-                if total > 0.0 { 100.0 * hottest / total } else { 0.0 },
+                if total > 0.0 {
+                    100.0 * hottest / total
+                } else {
+                    0.0
+                },
                 "%",
             ),
             figure(
