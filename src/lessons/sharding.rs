@@ -424,22 +424,19 @@ fn zipf_for(params: &ParamValues) -> Zipf {
         .expect("key_count ≥ 1000 and zipf_s in [0, 1.5] are valid")
 }
 
-/// Where slot `i` of `slots` is drawn: one column up to eight, two beyond.
+/// Where slot `i` of `slots` is drawn: one column up to eight; beyond, two columns with
+/// the second shifted by half a row, so the router's edges to it pass between the boxes
+/// of the first.
 fn slot_position(i: usize, slots: usize) -> (f32, f32) {
-    let columns = if slots > 8 { 2 } else { 1 };
-    let rows = slots.div_ceil(columns);
+    if slots <= 8 {
+        let y = 0.04 + 0.92 * i as f32 / (slots - 1).max(1) as f32;
+        return (0.8, y);
+    }
+    let rows = slots.div_ceil(2);
     let (column, row) = (i / rows, i % rows);
-    let x = if columns == 1 {
-        0.8
-    } else {
-        0.62 + 0.3 * column as f32
-    };
-    let y = if rows == 1 {
-        0.5
-    } else {
-        0.04 + 0.92 * row as f32 / (rows - 1) as f32
-    };
-    (x, y)
+    let step = 0.92 / (rows as f32 - 0.5);
+    let y = 0.04 + step * (row as f32 + 0.5 * column as f32);
+    (0.58 + 0.34 * column as f32, y)
 }
 
 pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ShardingModel> {
@@ -892,7 +889,7 @@ pub fn keyspace_spread(partitioner: &Partitioner, keys: u32) -> f64 {
     match partitioner {
         Partitioner::Consistent { ring, active } => ring.ownership_spread(active),
         Partitioner::Modulo { active } => {
-            let mut counts = vec![0.0; MAX_SHARDS];
+            let mut counts = [0.0; MAX_SHARDS];
             for k in 0..keys {
                 counts[partitioner.owner(k) as usize] += 1.0;
             }

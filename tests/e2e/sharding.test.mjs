@@ -55,7 +55,9 @@ test('consistent hashing: adding a ninth shard moves about 1/9 of the keys', asy
   // A hot key: one shard takes far more than its ninth of the requests.
   await page.click('[data-injection="hot-key"]');
   await seek(page, 60);
-  assert.ok((await figure(page, 'max_util_pct')) > 90, 'the hot shard saturates');
+  const share = await figure(page, 'hottest_shard_share');
+  assert.ok(share > 25, `the hot shard's share of requests: ${share}% (a fair share is 11%)`);
+  assert.ok((await figure(page, 'max_util_pct')) > 70, 'the hot shard runs near flat out');
   await screenshot(page, 'sharding-hot-key');
   assert.deepEqual(page.problems, []);
 });
