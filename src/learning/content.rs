@@ -180,6 +180,10 @@ const FILES: &[(&str, &str)] = &[
         "caching",
         include_str!("../../content/lessons/caching.json"),
     ),
+    (
+        "sharding",
+        include_str!("../../content/lessons/sharding.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

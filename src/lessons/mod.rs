@@ -22,6 +22,7 @@ pub mod rate_limiting;
 pub mod retries;
 pub mod run;
 pub mod saga;
+pub mod sharding;
 pub mod sweep;
 
 use crate::sim::time::SimDuration;
@@ -106,7 +107,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 14] = [
+    static CATALOG: [LessonSpec; 15] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -115,6 +116,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         saga::SPEC,
         cqrs::SPEC,
         caching::SPEC,
+        sharding::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
