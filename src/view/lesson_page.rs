@@ -446,20 +446,23 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         })
     };
     let help_button = use_node_ref();
-    let on_close_help = {
-        let help_open = help_open.clone();
+    {
+        // Focus goes back to the help button in the same render that removes the
+        // dialog, so no one ever sees focus stranded on the page body.
         let help_button = help_button.clone();
-        Callback::from(move |_: ()| {
-            help_open.set(false);
-            // Focus goes back where it was, once the dialog has left the page.
-            let help_button = help_button.clone();
-            gloo::timers::callback::Timeout::new(0, move || {
+        let was_open = use_mut_ref(|| false);
+        use_effect_with(*help_open, move |open| {
+            if *was_open.borrow() && !*open {
                 if let Some(button) = help_button.cast::<web_sys::HtmlElement>() {
                     let _ = button.focus();
                 }
-            })
-            .forget();
-        })
+            }
+            *was_open.borrow_mut() = *open;
+        });
+    }
+    let on_close_help = {
+        let help_open = help_open.clone();
+        Callback::from(move |_: ()| help_open.set(false))
     };
     let on_shortcut = {
         let playing = *playing;

@@ -123,7 +123,8 @@ test('keyboard only: play, inject a failure, use the shortcuts, answer a questio
   assert.match(await page.textContent('[role="dialog"]'), /Space[\s\S]*Play or pause/);
   await page.keyboard.press('Escape');
   await page.waitForSelector('[role="dialog"]', { state: 'detached' });
-  assert.ok(await page.evaluate(() => document.activeElement.classList.contains('shortcuts-button')));
+  // Focus returns to the button that opens the help (waited for: it moves in the closing render).
+  await page.waitForFunction(() => document.activeElement.classList.contains('shortcuts-button'), null, { timeout: 2000 });
   // Space pauses; "," steps back; "3" injects the third failure (kill one server).
   await page.locator('body').click({ position: { x: 5, y: 5 } });
   await page.keyboard.press(' ');
