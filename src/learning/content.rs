@@ -131,6 +131,10 @@ pub struct LessonContent {
 /// file under content/lessons/.
 const FILES: &[(&str, &str)] = &[
     (
+        "peer-to-peer",
+        include_str!("../../content/lessons/peer-to-peer.json"),
+    ),
+    (
         "queueing-basics",
         include_str!("../../content/lessons/queueing-basics.json"),
     ),
