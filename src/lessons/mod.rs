@@ -15,6 +15,7 @@ pub mod event_routing;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
+pub mod master_worker;
 pub mod params;
 pub mod peer_to_peer;
 pub mod pub_sub;
@@ -108,7 +109,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 16] = [
+    static CATALOG: [LessonSpec; 17] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -117,6 +118,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         saga::SPEC,
         cqrs::SPEC,
         peer_to_peer::SPEC,
+        master_worker::SPEC,
         caching::SPEC,
         sharding::SPEC,
         failover::SPEC,
