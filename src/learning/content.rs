@@ -131,6 +131,14 @@ pub struct LessonContent {
 /// file under content/lessons/.
 const FILES: &[(&str, &str)] = &[
     (
+        "master-worker",
+        include_str!("../../content/lessons/master-worker.json"),
+    ),
+    (
+        "peer-to-peer",
+        include_str!("../../content/lessons/peer-to-peer.json"),
+    ),
+    (
         "queueing-basics",
         include_str!("../../content/lessons/queueing-basics.json"),
     ),

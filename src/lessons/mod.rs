@@ -15,7 +15,9 @@ pub mod event_routing;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
+pub mod master_worker;
 pub mod params;
+pub mod peer_to_peer;
 pub mod pub_sub;
 pub mod queueing_basics;
 pub mod rate_limiting;
@@ -107,7 +109,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 15] = [
+    static CATALOG: [LessonSpec; 17] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -115,6 +117,8 @@ pub fn catalog() -> &'static [LessonSpec] {
         event_routing::SPEC,
         saga::SPEC,
         cqrs::SPEC,
+        peer_to_peer::SPEC,
+        master_worker::SPEC,
         caching::SPEC,
         sharding::SPEC,
         failover::SPEC,
