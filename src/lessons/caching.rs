@@ -67,6 +67,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -94,46 +95,6 @@ pub const STRATEGIES: &[&str] = &["cache-aside", "write-through", "read-through"
 /// Stampede mitigations.
 pub const GUARDS: &[&str] = &["none", "single-flight", "jitter"];
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness: Liveness::Live,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "strategy",
@@ -148,9 +109,9 @@ const PARAMS: &[ParamSpec] = &[
     },
     number("request_rate", "Requests", "req/s", "Requests per second from the clients (reads and writes).", (0.0, 2000.0, 10.0, 500.0)),
     number("write_fraction", "Write share", "", "Share of requests that write their item (0.1 = one in ten).", (0.0, 0.9, 0.01, 0.05)),
-    integer("key_count", "Items", "", "Number of distinct items (keys) in the database.", (100, 10_000, 2000), Liveness::Restart),
+    integer("key_count", "Items", "", "Number of distinct items (keys) in the database.", (100, 10_000, 2000)).restart(),
     number("zipf_s", "Skew (Zipf s)", "", "How concentrated the traffic is: item of rank k is requested in proportion to 1/k^s. 0 = uniform; about 0.6 to 1 for web traffic.", (0.0, 2.0, 0.05, 0.9)),
-    integer("cache_size", "Cache size", "entries", "How many items the cache holds; beyond that it evicts the least recently used.", (0, 10_000, 500), Liveness::Live),
+    integer("cache_size", "Cache size", "entries", "How many items the cache holds; beyond that it evicts the least recently used.", (0, 10_000, 500)),
     number("ttl", "TTL", "s", "How long a cached copy lives after it was filled.", (0.5, 600.0, 0.5, 30.0)),
     ParamSpec {
         name: "invalidate_on_write",
@@ -172,7 +133,7 @@ const PARAMS: &[ParamSpec] = &[
         liveness: Liveness::Live,
     },
     number("flush_interval", "Flush interval", "s", "Write-back: how often dirty entries are written to the database (in batches).", (0.5, 120.0, 0.5, 5.0)),
-    integer("db_connections", "DB connections", "", "Database operations that can run at once.", (1, 64, 8), Liveness::Live),
+    integer("db_connections", "DB connections", "", "Database operations that can run at once.", (1, 64, 8)),
     number("db_time", "DB operation time", "ms", "Mean time the database spends on one operation (a read, a write or a flush batch).", (1.0, 500.0, 1.0, 20.0)),
     number("restart_time", "Cache restart time", "s", "How long a crashed cache node takes to come back (empty).", (1.0, 300.0, 1.0, 15.0)),
     number("hot_rate", "Hot-key burst", "req/s", "Extra reads per second on a single, normally unpopular item during a hot-key burst (lasts 60 s).", (10.0, 2000.0, 10.0, 1000.0)),

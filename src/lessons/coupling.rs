@@ -61,6 +61,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -84,47 +85,6 @@ pub const SPEC: LessonSpec = LessonSpec {
 /// The three ways the web tier reaches the order servers.
 pub const COUPLINGS: &[&str] = &["direct", "load-balancer", "queue"];
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "coupling",
@@ -137,18 +97,18 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("rate", "Traffic", "req/s", "Client requests per second (Poisson).", (1.0, 200.0, 1.0, 50.0), Liveness::Live),
-    integer("instances", "Order servers", "", "How many order servers run behind the web tier.", (2, 4, 3), Liveness::Restart),
-    integer("threads", "Threads per server", "", "Calls (or messages) one order server works on at once.", (1, 32, 4), Liveness::Live),
-    number("work_time", "Server work", "ms", "Mean time an order server spends on a call itself (log-normal, cv 0.5).", (1.0, 1000.0, 1.0, 40.0), Liveness::Live),
-    number("dependency_time", "Database query", "ms", "Mean time the stock database takes per query when healthy (log-normal, cv 0.5).", (1.0, 1000.0, 1.0, 50.0), Liveness::Live),
-    number("slowdown_factor", "Slowdown", "×", "How many times slower the database answers while it is slow.", (2.0, 50.0, 1.0, 10.0), Liveness::Live),
-    number("call_timeout", "Caller timeout", "s", "Synchronous variants: the web tier gives up on a call after this long (HTTP 504 to the client).", (0.1, 30.0, 0.1, 2.0), Liveness::Live),
-    integer("web_threads", "Web tier threads", "", "Calls the web tier can hold open at once; a request finding them all busy is refused (HTTP 503).", (1, 500, 64), Liveness::Live),
-    number("health_check_interval", "Health check interval", "s", "Load balancer: time between health checks (ELB allows 5-300 s, default 30 s); a server is taken out after 2 failed checks in a row and put back after 5 passed ones.", (5.0, 300.0, 5.0, 10.0), Liveness::Live),
-    number("hard_deadline", "Hard real-time deadline", "s", "End-to-end deadline of a job someone waits for right now.", (0.05, 10.0, 0.05, 0.5), Liveness::Restart),
-    number("soft_deadline", "Soft real-time deadline", "s", "End-to-end deadline of a job that may take a little while (minutes).", (1.0, 3600.0, 1.0, 120.0), Liveness::Restart),
-    number("batch_deadline", "Batch deadline", "s", "End-to-end deadline of an offline job (hours).", (60.0, 86_400.0, 60.0, 3600.0), Liveness::Restart),
+    number("rate", "Traffic", "req/s", "Client requests per second (Poisson).", (1.0, 200.0, 1.0, 50.0)),
+    integer("instances", "Order servers", "", "How many order servers run behind the web tier.", (2, 4, 3)).restart(),
+    integer("threads", "Threads per server", "", "Calls (or messages) one order server works on at once.", (1, 32, 4)),
+    number("work_time", "Server work", "ms", "Mean time an order server spends on a call itself (log-normal, cv 0.5).", (1.0, 1000.0, 1.0, 40.0)),
+    number("dependency_time", "Database query", "ms", "Mean time the stock database takes per query when healthy (log-normal, cv 0.5).", (1.0, 1000.0, 1.0, 50.0)),
+    number("slowdown_factor", "Slowdown", "×", "How many times slower the database answers while it is slow.", (2.0, 50.0, 1.0, 10.0)),
+    number("call_timeout", "Caller timeout", "s", "Synchronous variants: the web tier gives up on a call after this long (HTTP 504 to the client).", (0.1, 30.0, 0.1, 2.0)),
+    integer("web_threads", "Web tier threads", "", "Calls the web tier can hold open at once; a request finding them all busy is refused (HTTP 503).", (1, 500, 64)),
+    number("health_check_interval", "Health check interval", "s", "Load balancer: time between health checks (ELB allows 5-300 s, default 30 s); a server is taken out after 2 failed checks in a row and put back after 5 passed ones.", (5.0, 300.0, 5.0, 10.0)),
+    number("hard_deadline", "Hard real-time deadline", "s", "End-to-end deadline of a job someone waits for right now.", (0.05, 10.0, 0.05, 0.5)).restart(),
+    number("soft_deadline", "Soft real-time deadline", "s", "End-to-end deadline of a job that may take a little while (minutes).", (1.0, 3600.0, 1.0, 120.0)).restart(),
+    number("batch_deadline", "Batch deadline", "s", "End-to-end deadline of an offline job (hours).", (60.0, 86_400.0, 60.0, 3600.0)).restart(),
     ParamSpec {
         name: "scheduled_failure",
         label: "Failure on schedule",
@@ -160,8 +120,8 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("failure_at", "Scheduled failure at", "s", "When the scheduled failure starts.", (0.0, 3600.0, 10.0, 120.0), Liveness::Restart),
-    number("failure_length", "Scheduled failure length", "s", "How long the scheduled failure lasts before it is restored.", (1.0, 3600.0, 10.0, 120.0), Liveness::Restart),
+    number("failure_at", "Scheduled failure at", "s", "When the scheduled failure starts.", (0.0, 3600.0, 10.0, 120.0)).restart(),
+    number("failure_length", "Scheduled failure length", "s", "How long the scheduled failure lasts before it is restored.", (1.0, 3600.0, 10.0, 120.0)).restart(),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

@@ -54,6 +54,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::number;
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -82,29 +83,6 @@ pub const STRATEGIES: &[&str] = &[
     "multi-site",
 ];
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "strategy",
@@ -117,16 +95,16 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("read_rate", "Reads", "req/s", "User requests per second that only read.", (0.0, 10.0, 0.1, 1.5), Liveness::Live),
-    number("write_rate", "Writes", "writes/s", "User requests per second that write (each commits one write in its region's database).", (0.0, 5.0, 0.05, 0.5), Liveness::Live),
-    number("backup_interval", "Backup interval", "s", "Backup & restore: time between two backups of the primary database.", (300.0, 86_400.0, 300.0, 3600.0), Liveness::Live),
-    number("backup_copy_time", "Backup copy time", "s", "Backup & restore: time to copy a backup to the DR region; a copy still running when the region dies is lost.", (0.0, 7200.0, 60.0, 600.0), Liveness::Live),
-    number("restore_time", "Restore time", "s", "Backup & restore: time to restore the database from the newest copied backup.", (60.0, 43_200.0, 60.0, 7200.0), Liveness::Live),
-    number("replication_lag", "Replication lag", "s", "Pilot light, warm standby, multi-site: how far the asynchronous copy in the other region trails the primary.", (0.0, 600.0, 1.0, 10.0), Liveness::Live),
-    number("provisioning_time", "Provisioning time", "s", "Time to launch app instances in the DR region (the whole fleet, or the missing part of a warm standby).", (0.0, 7200.0, 30.0, 600.0), Liveness::Live),
-    number("standby_size", "Warm standby size", "× production", "Warm standby: the share of the production fleet (8 instances) kept running in the DR region.", (0.0, 1.0, 0.125, 0.25), Liveness::Restart),
-    number("detection_time", "Detection time", "s", "From the region's loss until the disaster is declared and recovery starts (health checks, alarms, the decision).", (0.0, 3600.0, 10.0, 60.0), Liveness::Live),
-    number("dns_ttl", "DNS TTL", "s", "How long clients keep a cached DNS answer after the record is switched to the DR region.", (0.0, 3600.0, 10.0, 60.0), Liveness::Live),
+    number("read_rate", "Reads", "req/s", "User requests per second that only read.", (0.0, 10.0, 0.1, 1.5)),
+    number("write_rate", "Writes", "writes/s", "User requests per second that write (each commits one write in its region's database).", (0.0, 5.0, 0.05, 0.5)),
+    number("backup_interval", "Backup interval", "s", "Backup & restore: time between two backups of the primary database.", (300.0, 86_400.0, 300.0, 3600.0)),
+    number("backup_copy_time", "Backup copy time", "s", "Backup & restore: time to copy a backup to the DR region; a copy still running when the region dies is lost.", (0.0, 7200.0, 60.0, 600.0)),
+    number("restore_time", "Restore time", "s", "Backup & restore: time to restore the database from the newest copied backup.", (60.0, 43_200.0, 60.0, 7200.0)),
+    number("replication_lag", "Replication lag", "s", "Pilot light, warm standby, multi-site: how far the asynchronous copy in the other region trails the primary.", (0.0, 600.0, 1.0, 10.0)),
+    number("provisioning_time", "Provisioning time", "s", "Time to launch app instances in the DR region (the whole fleet, or the missing part of a warm standby).", (0.0, 7200.0, 30.0, 600.0)),
+    number("standby_size", "Warm standby size", "× production", "Warm standby: the share of the production fleet (8 instances) kept running in the DR region.", (0.0, 1.0, 0.125, 0.25)).restart(),
+    number("detection_time", "Detection time", "s", "From the region's loss until the disaster is declared and recovery starts (health checks, alarms, the decision).", (0.0, 3600.0, 10.0, 60.0)),
+    number("dns_ttl", "DNS TTL", "s", "How long clients keep a cached DNS answer after the record is switched to the DR region.", (0.0, 3600.0, 10.0, 60.0)),
     ParamSpec {
         name: "scheduled_failure",
         label: "Lose the region on schedule",
@@ -135,7 +113,7 @@ const PARAMS: &[ParamSpec] = &[
         kind: ParamKind::Toggle { default: true },
         liveness: Liveness::Restart,
     },
-    number("failure_time", "Scheduled loss at", "s", "When the primary region is lost, if on schedule.", (0.0, 86_400.0, 60.0, 8400.0), Liveness::Restart),
+    number("failure_time", "Scheduled loss at", "s", "When the primary region is lost, if on schedule.", (0.0, 86_400.0, 60.0, 8400.0)).restart(),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

@@ -58,6 +58,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -77,45 +78,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     sweep: None,
     breaker_node: None,
 };
-
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness: Liveness::Live,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness: Liveness::Live,
-    }
-}
 
 /// Keys of the six targets, in index order (also the `failing_target` options).
 pub const TARGET_KEYS: [&str; 6] = [

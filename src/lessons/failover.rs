@@ -66,6 +66,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -86,46 +87,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     breaker_node: None,
 };
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "mode",
@@ -138,9 +99,9 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("load", "Load", "req/s", "Requests per second from all clients together.", (1.0, 200.0, 1.0, 30.0), Liveness::Live),
-    number("server_capacity", "Server capacity", "req/s", "Requests per second one server can serve (4 at a time).", (1.0, 100.0, 1.0, 20.0), Liveness::Live),
-    integer("servers_per_site", "Servers per site", "Servers in each Availability Zone.", (1, 4, 2), Liveness::Restart),
+    number("load", "Load", "req/s", "Requests per second from all clients together.", (1.0, 200.0, 1.0, 30.0)),
+    number("server_capacity", "Server capacity", "req/s", "Requests per second one server can serve (4 at a time).", (1.0, 100.0, 1.0, 20.0)),
+    integer("servers_per_site", "Servers per site", "", "Servers in each Availability Zone.", (1, 4, 2)).restart(),
     ParamSpec {
         name: "check_interval",
         label: "Health-check interval",
@@ -152,8 +113,8 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Live,
     },
-    integer("failure_threshold", "Failure threshold", "Consecutive failed (or passed) probes before a site's status changes (Route 53: 1 to 10).", (1, 10, 3), Liveness::Live),
-    number("dns_ttl", "DNS TTL", "s", "How long a client caches the DNS answer before asking again. Applies to answers given from now on.", (0.0, 300.0, 5.0, 60.0), Liveness::Live),
+    integer("failure_threshold", "Failure threshold", "", "Consecutive failed (or passed) probes before a site's status changes (Route 53: 1 to 10).", (1, 10, 3)),
+    number("dns_ttl", "DNS TTL", "s", "How long a client caches the DNS answer before asking again. Applies to answers given from now on.", (0.0, 300.0, 5.0, 60.0)),
     ParamSpec {
         name: "standby",
         label: "Standby (active-passive)",
@@ -165,9 +126,9 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("boot_time", "Server start-up time", "s", "Time a server needs to start (cold standby, or servers coming back after a restore).", (0.0, 600.0, 5.0, 120.0), Liveness::Live),
-    integer("clients", "Clients", "Client machines, each with its own DNS cache.", (10, 500, 100), Liveness::Restart),
-    integer("queue_limit", "Queue limit per site", "Requests a site holds waiting; beyond it, new requests are shed (HTTP 503).", (10, 1000, 200), Liveness::Live),
+    number("boot_time", "Server start-up time", "s", "Time a server needs to start (cold standby, or servers coming back after a restore).", (0.0, 600.0, 5.0, 120.0)),
+    integer("clients", "Clients", "", "Client machines, each with its own DNS cache.", (10, 500, 100)).restart(),
+    integer("queue_limit", "Queue limit per site", "", "Requests a site holds waiting; beyond it, new requests are shed (HTTP 503).", (10, 1000, 200)),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

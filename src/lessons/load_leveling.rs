@@ -32,6 +32,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -52,46 +53,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     breaker_node: None,
 };
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "coupling",
@@ -104,13 +65,13 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    number("base_rate", "Normal traffic", "jobs/s", "Jobs per second outside the spike.", (0.1, 200.0, 0.1, 1.5), Liveness::Live),
-    number("spike_multiplier", "Spike size", "×", "How many times normal traffic arrives during the spike.", (1.0, 20.0, 0.5, 4.0), Liveness::Live),
-    number("spike_start", "Spike starts at", "s", "When the scheduled spike begins.", (0.0, 3600.0, 10.0, 120.0), Liveness::Live),
-    number("spike_length", "Spike length", "s", "How long the spike lasts.", (1.0, 3600.0, 10.0, 120.0), Liveness::Live),
-    number("processing_time", "Processing time", "s", "Mean time one worker needs for one job (log-normal, coefficient of variation 0.5).", (0.05, 60.0, 0.05, 1.0), Liveness::Live),
-    integer("workers_min", "Minimum workers", "Workers always running.", (1, 50, 2), Liveness::Live),
-    integer("workers_max", "Maximum workers", "Upper bound of the scaling group (also the slots drawn).", (1, 40, 12), Liveness::Restart),
+    number("base_rate", "Normal traffic", "jobs/s", "Jobs per second outside the spike.", (0.1, 200.0, 0.1, 1.5)),
+    number("spike_multiplier", "Spike size", "×", "How many times normal traffic arrives during the spike.", (1.0, 20.0, 0.5, 4.0)),
+    number("spike_start", "Spike starts at", "s", "When the scheduled spike begins.", (0.0, 3600.0, 10.0, 120.0)),
+    number("spike_length", "Spike length", "s", "How long the spike lasts.", (1.0, 3600.0, 10.0, 120.0)),
+    number("processing_time", "Processing time", "s", "Mean time one worker needs for one job (log-normal, coefficient of variation 0.5).", (0.05, 60.0, 0.05, 1.0)),
+    integer("workers_min", "Minimum workers", "", "Workers always running.", (1, 50, 2)),
+    integer("workers_max", "Maximum workers", "", "Upper bound of the scaling group (also the slots drawn).", (1, 40, 12)).restart(),
     ParamSpec {
         name: "autoscaling",
         label: "Auto scaling",
@@ -119,12 +80,12 @@ const PARAMS: &[ParamSpec] = &[
         kind: ParamKind::Toggle { default: true },
         liveness: Liveness::Live,
     },
-    number("target_backlog", "Target backlog per worker", "jobs", "Acceptable latency ÷ mean processing time: the backlog one worker may hold.", (1.0, 1000.0, 1.0, 10.0), Liveness::Live),
-    number("scale_cooldown", "Scaling cooldown", "s", "Minimum time between two scaling actions.", (0.0, 600.0, 5.0, 60.0), Liveness::Live),
-    number("launch_delay", "Worker launch time", "s", "Time from launching a worker until it takes jobs.", (0.0, 600.0, 5.0, 30.0), Liveness::Live),
-    number("visibility_timeout", "Visibility timeout", "s", "How long a received message stays hidden before it is delivered again (SQS default 30 s).", (1.0, 900.0, 1.0, 30.0), Liveness::Live),
-    integer("max_receive_count", "Max receive count", "Receives allowed before a message goes to the dead-letter queue.", (1, 20, 3), Liveness::Live),
-    number("poison_fraction", "Poison messages", "", "Fraction of jobs that always fail processing (they end in the dead-letter queue).", (0.0, 0.5, 0.005, 0.0), Liveness::Live),
+    number("target_backlog", "Target backlog per worker", "jobs", "Acceptable latency ÷ mean processing time: the backlog one worker may hold.", (1.0, 1000.0, 1.0, 10.0)),
+    number("scale_cooldown", "Scaling cooldown", "s", "Minimum time between two scaling actions.", (0.0, 600.0, 5.0, 60.0)),
+    number("launch_delay", "Worker launch time", "s", "Time from launching a worker until it takes jobs.", (0.0, 600.0, 5.0, 30.0)),
+    number("visibility_timeout", "Visibility timeout", "s", "How long a received message stays hidden before it is delivered again (SQS default 30 s).", (1.0, 900.0, 1.0, 30.0)),
+    integer("max_receive_count", "Max receive count", "", "Receives allowed before a message goes to the dead-letter queue.", (1, 20, 3)),
+    number("poison_fraction", "Poison messages", "", "Fraction of jobs that always fail processing (they end in the dead-letter queue).", (0.0, 0.5, 0.005, 0.0)),
     ParamSpec {
         name: "idempotent",
         label: "Idempotent consumers",
@@ -133,8 +94,8 @@ const PARAMS: &[ParamSpec] = &[
         kind: ParamKind::Toggle { default: false },
         liveness: Liveness::Live,
     },
-    number("direct_timeout", "Producer timeout (direct)", "s", "How long a producer waits for a direct call before it gives up.", (0.1, 120.0, 0.1, 5.0), Liveness::Live),
-    number("worker_price", "Worker price", "$/h", "Hourly price of one worker instance.", (0.0, 10.0, 0.01, 0.10), Liveness::Live),
+    number("direct_timeout", "Producer timeout (direct)", "s", "How long a producer waits for a direct call before it gives up.", (0.1, 120.0, 0.1, 5.0)),
+    number("worker_price", "Worker price", "$/h", "Hourly price of one worker instance.", (0.0, 10.0, 0.01, 0.10)),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

@@ -48,6 +48,57 @@ pub struct ParamSpec {
     pub liveness: Liveness,
 }
 
+/// A number parameter that may change mid-run (`.restart()` makes it restart-only).
+pub const fn number(
+    name: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    (min, max, step, default): (f64, f64, f64, f64),
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        label,
+        unit,
+        help,
+        kind: ParamKind::Number {
+            min,
+            max,
+            step,
+            default,
+        },
+        liveness: Liveness::Live,
+    }
+}
+
+/// A whole-number parameter that may change mid-run (`.restart()` makes it restart-only).
+pub const fn integer(
+    name: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    (min, max, default): (i64, i64, i64),
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        label,
+        unit,
+        help,
+        kind: ParamKind::Integer { min, max, default },
+        liveness: Liveness::Live,
+    }
+}
+
+impl ParamSpec {
+    /// The same parameter, but changing it means restarting the run.
+    pub const fn restart(self) -> ParamSpec {
+        ParamSpec {
+            liveness: Liveness::Restart,
+            ..self
+        }
+    }
+}
+
 /// A validated parameter value.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamValue {

@@ -52,6 +52,7 @@ use crate::sim::time::{SimDuration, SimTime};
 use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 
 use super::core::ModelCore;
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -72,46 +73,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     breaker_node: None,
 };
 
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness: Liveness::Live,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "architecture",
@@ -124,12 +85,12 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Restart,
     },
-    integer("peers", "Clients", "", "How many clients want the file at time zero (a flash crowd).", (2, 16, 10), Liveness::Restart),
-    integer("file_size", "File size", "MB", "Size of the file, in 1 MB pieces.", (10, 200, 40), Liveness::Restart),
+    integer("peers", "Clients", "", "How many clients want the file at time zero (a flash crowd).", (2, 16, 10)).restart(),
+    integer("file_size", "File size", "MB", "Size of the file, in 1 MB pieces.", (10, 200, 40)).restart(),
     number("server_upload", "Server upload", "MB/s", "The server's upload rate, shared by its 4 upload slots.", (1.0, 100.0, 1.0, 8.0)),
     number("peer_upload", "Peer upload", "MB/s", "Each peer's upload rate, shared by its 2 upload slots (peer-to-peer only; 0 makes peers pure downloaders).", (0.0, 20.0, 0.5, 2.0)),
-    integer("connections", "Neighbours per peer", "", "How many other peers each peer exchanges pieces with (peer-to-peer only).", (2, 8, 4), Liveness::Restart),
-    integer("parallel_downloads", "Parallel downloads", "pieces", "Piece requests a client keeps outstanding at once.", (1, 8, 4), Liveness::Live),
+    integer("connections", "Neighbours per peer", "", "How many other peers each peer exchanges pieces with (peer-to-peer only).", (2, 8, 4)).restart(),
+    integer("parallel_downloads", "Parallel downloads", "pieces", "Piece requests a client keeps outstanding at once.", (1, 8, 4)),
     number("latency", "Network latency", "ms", "One-way delay between any two nodes.", (0.0, 300.0, 5.0, 40.0)),
     ParamSpec {
         name: "when_done",

@@ -44,6 +44,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -64,44 +65,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     breaker_node: None,
 };
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness: Liveness::Live,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness: Liveness::Live,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "delivery",
@@ -115,8 +78,8 @@ const PARAMS: &[ParamSpec] = &[
         liveness: Liveness::Restart,
     },
     number("publish_rate", "Uploads published", "msg/s", "Messages the producer publishes per second (Poisson); 0 pauses it so the queues drain.", (0.0, 20.0, 0.1, 2.0)),
-    integer("subscribers", "Subscribed services", "How many services consume, in the order e-mail, thumbnails, analytics, audit. Raising it mid-run subscribes the next one: it gets the messages published from then on, and the producer does not change.", (1, 4, 3)),
-    integer("consumers", "Consumers per service", "Consumer instances each service runs; each processes one message at a time.", (1, 8, 2)),
+    integer("subscribers", "Subscribed services", "", "How many services consume, in the order e-mail, thumbnails, analytics, audit. Raising it mid-run subscribes the next one: it gets the messages published from then on, and the producer does not change.", (1, 4, 3)),
+    integer("consumers", "Consumers per service", "", "Consumer instances each service runs; each processes one message at a time.", (1, 8, 2)),
     number("processing_time", "Processing time", "s", "Mean time a consumer needs for one message (log-normal, coefficient of variation 0.5), the same for every service.", (0.01, 10.0, 0.01, 0.4)),
     number("slowdown", "Analytics slowdown", "×", "How many times slower the analytics consumer processes while it is slowed.", (2.0, 50.0, 1.0, 10.0)),
     number("visibility_timeout", "Visibility timeout", "s", "How long a received message stays hidden; not deleted by then, it is delivered again (SQS default 30 s).", (1.0, 300.0, 1.0, 30.0)),

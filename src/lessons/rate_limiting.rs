@@ -41,6 +41,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -62,46 +63,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     breaker_node: None,
 };
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "rate_limit",
@@ -114,8 +75,8 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Live,
     },
-    number("limit_rate", "Limit rate (per client)", "req/s", "Tokens added to each client's bucket per second: its sustained request rate.", (0.5, 500.0, 0.5, 40.0), Liveness::Live),
-    integer("limit_burst", "Burst (per client)", "Most tokens a bucket holds: how many requests a client may send at once after a quiet spell.", (1, 1000, 80), Liveness::Live),
+    number("limit_rate", "Limit rate (per client)", "req/s", "Tokens added to each client's bucket per second: its sustained request rate.", (0.5, 500.0, 0.5, 40.0)),
+    integer("limit_burst", "Burst (per client)", "", "Most tokens a bucket holds: how many requests a client may send at once after a quiet spell.", (1, 1000, 80)),
     ParamSpec {
         name: "shedding",
         label: "Load shedding",
@@ -127,17 +88,17 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: Liveness::Live,
     },
-    integer("shed_queue_limit", "Shed above queue length", "With queue-length shedding: an arriving request is rejected (503) when this many are already waiting.", (1, 1000, 50), Liveness::Live),
-    number("latency_target", "Latency target", "s", "With latency shedding: a request that waited longer than this is dropped unprocessed when a worker reaches it.", (0.05, 30.0, 0.05, 0.5), Liveness::Live),
-    number("polite_rate", "Polite client rate", "req/s", "Requests per second from each of the three polite clients (Poisson).", (0.0, 200.0, 1.0, 15.0), Liveness::Live),
-    number("noisy_rate", "Noisy client rate", "req/s", "Requests per second from the noisy client when it behaves (Poisson).", (0.0, 200.0, 1.0, 15.0), Liveness::Live),
-    number("flood_factor", "Flood size", "×", "How many times its normal rate the noisy client sends while it floods.", (1.0, 50.0, 0.5, 10.0), Liveness::Live),
-    number("flood_start", "Flood starts at", "s", "When the scheduled flood from the noisy client begins.", (0.0, 3600.0, 10.0, 60.0), Liveness::Restart),
-    number("flood_length", "Flood length", "s", "How long the scheduled flood lasts (0: no scheduled flood; use the buttons).", (0.0, 3600.0, 10.0, 120.0), Liveness::Restart),
-    integer("workers", "Server workers", "Requests the server works on at once.", (1, 32, 4), Liveness::Live),
-    number("service_time", "Service time", "s", "Mean time a worker needs for one request (log-normal, coefficient of variation 0.5).", (0.005, 2.0, 0.005, 0.04), Liveness::Live),
-    number("client_timeout", "Client timeout", "s", "How long a client waits for an answer before it gives up (the server is not told).", (0.1, 30.0, 0.1, 1.0), Liveness::Live),
-    integer("queue_capacity", "Queue capacity", "Requests the server's queue holds; beyond it arrivals are dropped.", (10, 5000, 1000), Liveness::Live),
+    integer("shed_queue_limit", "Shed above queue length", "", "With queue-length shedding: an arriving request is rejected (503) when this many are already waiting.", (1, 1000, 50)),
+    number("latency_target", "Latency target", "s", "With latency shedding: a request that waited longer than this is dropped unprocessed when a worker reaches it.", (0.05, 30.0, 0.05, 0.5)),
+    number("polite_rate", "Polite client rate", "req/s", "Requests per second from each of the three polite clients (Poisson).", (0.0, 200.0, 1.0, 15.0)),
+    number("noisy_rate", "Noisy client rate", "req/s", "Requests per second from the noisy client when it behaves (Poisson).", (0.0, 200.0, 1.0, 15.0)),
+    number("flood_factor", "Flood size", "×", "How many times its normal rate the noisy client sends while it floods.", (1.0, 50.0, 0.5, 10.0)),
+    number("flood_start", "Flood starts at", "s", "When the scheduled flood from the noisy client begins.", (0.0, 3600.0, 10.0, 60.0)).restart(),
+    number("flood_length", "Flood length", "s", "How long the scheduled flood lasts (0: no scheduled flood; use the buttons).", (0.0, 3600.0, 10.0, 120.0)).restart(),
+    integer("workers", "Server workers", "", "Requests the server works on at once.", (1, 32, 4)),
+    number("service_time", "Service time", "s", "Mean time a worker needs for one request (log-normal, coefficient of variation 0.5).", (0.005, 2.0, 0.005, 0.04)),
+    number("client_timeout", "Client timeout", "s", "How long a client waits for an answer before it gives up (the server is not told).", (0.1, 30.0, 0.1, 1.0)),
+    integer("queue_capacity", "Queue capacity", "", "Requests the server's queue holds; beyond it arrivals are dropped.", (10, 5000, 1000)),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

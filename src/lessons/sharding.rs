@@ -58,6 +58,7 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::{integer, number};
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
@@ -93,48 +94,6 @@ pub const SHARD_HOP: SimDuration = SimDuration::from_millis(2);
 const TICK: SimDuration = SimDuration::from_secs(1);
 const SERVICE_CV: f64 = 0.5;
 
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
-
-const LIVE: Liveness = Liveness::Live;
 const RESTART: Liveness = Liveness::Restart;
 
 const PARAMS: &[ParamSpec] = &[
@@ -149,17 +108,17 @@ const PARAMS: &[ParamSpec] = &[
         },
         liveness: RESTART,
     },
-    integer("shards", "Shards", "", "Shards at the start (two more slots are drawn for shards you add).", (2, 16, 4), RESTART),
-    integer("vnodes", "Virtual nodes per shard", "", "Consistent hashing: points each shard has on the ring. More points, more even shares (spread about 1/√V).", (1, 1000, 100), RESTART),
-    integer("key_count", "Keys", "", "Number of distinct keys.", (1000, 100_000, 10_000), RESTART),
-    number("zipf_s", "Key skew (Zipf s)", "", "How concentrated key popularity is: key of rank k gets requests in proportion to 1/k^s. 0 = uniform.", (0.0, 1.5, 0.05, 0.6), LIVE),
-    number("request_rate", "Requests", "req/s", "Requests per second, over all keys.", (0.0, 4000.0, 10.0, 1000.0), LIVE),
-    integer("workers", "Workers per shard", "", "Requests one shard serves at once.", (1, 16, 4), LIVE),
-    number("service_ms", "Service time", "ms", "Mean time a worker spends on one request.", (1.0, 200.0, 1.0, 10.0), LIVE),
-    integer("queue_limit", "Queue limit per shard", "", "Requests that can wait at one shard; beyond that they are rejected.", (1, 2000, 200), LIVE),
-    number("migration_ms", "Key fetch time", "ms", "Extra work when a key is served by a shard that does not hold its data yet (it fetches the key after a resize).", (0.0, 500.0, 5.0, 50.0), LIVE),
-    number("resize_at", "Scheduled scale-out at", "s", "Adds one shard at this time (0 = never), so the comparison and sweep include a resize.", (0.0, 600.0, 5.0, 60.0), RESTART),
-    number("hot_rate", "Hot-key traffic", "req/s", "Extra requests per second for one key during a hot-key burst (lasts 60 s).", (10.0, 4000.0, 10.0, 600.0), LIVE),
+    integer("shards", "Shards", "", "Shards at the start (two more slots are drawn for shards you add).", (2, 16, 4)).restart(),
+    integer("vnodes", "Virtual nodes per shard", "", "Consistent hashing: points each shard has on the ring. More points, more even shares (spread about 1/√V).", (1, 1000, 100)).restart(),
+    integer("key_count", "Keys", "", "Number of distinct keys.", (1000, 100_000, 10_000)).restart(),
+    number("zipf_s", "Key skew (Zipf s)", "", "How concentrated key popularity is: key of rank k gets requests in proportion to 1/k^s. 0 = uniform.", (0.0, 1.5, 0.05, 0.6)),
+    number("request_rate", "Requests", "req/s", "Requests per second, over all keys.", (0.0, 4000.0, 10.0, 1000.0)),
+    integer("workers", "Workers per shard", "", "Requests one shard serves at once.", (1, 16, 4)),
+    number("service_ms", "Service time", "ms", "Mean time a worker spends on one request.", (1.0, 200.0, 1.0, 10.0)),
+    integer("queue_limit", "Queue limit per shard", "", "Requests that can wait at one shard; beyond that they are rejected.", (1, 2000, 200)),
+    number("migration_ms", "Key fetch time", "ms", "Extra work when a key is served by a shard that does not hold its data yet (it fetches the key after a resize).", (0.0, 500.0, 5.0, 50.0)),
+    number("resize_at", "Scheduled scale-out at", "s", "Adds one shard at this time (0 = never), so the comparison and sweep include a resize.", (0.0, 600.0, 5.0, 60.0)).restart(),
+    number("hot_rate", "Hot-key traffic", "req/s", "Extra requests per second for one key during a hot-key burst (lasts 60 s).", (10.0, 4000.0, 10.0, 600.0)),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

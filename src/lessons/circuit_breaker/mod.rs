@@ -34,6 +34,7 @@ use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
 };
 use super::{InjectionSpec, LessonGroup, LessonSpec};
+use crate::lessons::params::{integer, number};
 
 use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Permission, Transition, WindowKind};
 
@@ -50,46 +51,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     sweep: None,
     breaker_node: Some("breaker"),
 };
-
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
 
 const fn choice(
     name: &'static str,
@@ -111,22 +72,22 @@ const fn choice(
 const PARAMS: &[ParamSpec] = &[
     choice("protection", "Protection", "breaker: calls go through a circuit breaker; none: the service calls the dependency directly and waits.", &["breaker", "none"], "breaker"),
     choice("incident", "Scheduled incident", "What happens to the dependency during the scheduled incident: it hangs (answers after a minute), fails fast with errors, turns slow (about 1.5 s per call), or nothing happens.", &["hang", "fail", "slow", "none"], "hang"),
-    number("incident_start", "Incident starts at", "s", "When the scheduled incident begins.", (0.0, 3600.0, 5.0, 60.0), Liveness::Restart),
-    number("incident_length", "Incident length", "s", "How long the dependency stays broken before it recovers by itself.", (1.0, 3600.0, 5.0, 120.0), Liveness::Restart),
-    number("arrival_rate", "Traffic", "req/s", "Requests per second reaching the service (Poisson).", (0.5, 200.0, 0.5, 20.0), Liveness::Live),
-    integer("threads", "Service threads", "Requests the service can work on at once; each holds its thread while it waits for the dependency.", (1, 200, 16), Liveness::Restart),
-    number("latency", "Dependency latency", "ms", "Mean time the healthy dependency takes to answer (log-normal, coefficient of variation 0.5).", (5.0, 2000.0, 5.0, 80.0), Liveness::Live),
-    number("error_rate", "Background errors", "", "Fraction of calls the healthy dependency answers with an error.", (0.0, 1.0, 0.01, 0.01), Liveness::Live),
-    number("call_timeout", "Call timeout", "s", "How long the service waits for the dependency before it gives up; a timeout counts as a failure.", (0.1, 30.0, 0.1, 2.0), Liveness::Live),
-    number("queue_timeout", "Client patience", "s", "How long a request waits for a free thread before its client gives up.", (0.1, 30.0, 0.1, 1.0), Liveness::Live),
-    number("failure_threshold", "Failure rate threshold", "%", "The breaker opens when this percentage of the calls in its window failed (resilience4j default 50).", (1.0, 100.0, 1.0, 50.0), Liveness::Restart),
-    number("slow_threshold", "Slow call rate threshold", "%", "The breaker opens when this percentage of the calls in its window were slow (resilience4j default 100).", (1.0, 100.0, 1.0, 100.0), Liveness::Restart),
-    number("slow_duration", "Slow call duration", "s", "A call that takes longer than this counts as slow (resilience4j default 60 s).", (0.05, 60.0, 0.05, 60.0), Liveness::Restart),
+    number("incident_start", "Incident starts at", "s", "When the scheduled incident begins.", (0.0, 3600.0, 5.0, 60.0)).restart(),
+    number("incident_length", "Incident length", "s", "How long the dependency stays broken before it recovers by itself.", (1.0, 3600.0, 5.0, 120.0)).restart(),
+    number("arrival_rate", "Traffic", "req/s", "Requests per second reaching the service (Poisson).", (0.5, 200.0, 0.5, 20.0)),
+    integer("threads", "Service threads", "", "Requests the service can work on at once; each holds its thread while it waits for the dependency.", (1, 200, 16)).restart(),
+    number("latency", "Dependency latency", "ms", "Mean time the healthy dependency takes to answer (log-normal, coefficient of variation 0.5).", (5.0, 2000.0, 5.0, 80.0)),
+    number("error_rate", "Background errors", "", "Fraction of calls the healthy dependency answers with an error.", (0.0, 1.0, 0.01, 0.01)),
+    number("call_timeout", "Call timeout", "s", "How long the service waits for the dependency before it gives up; a timeout counts as a failure.", (0.1, 30.0, 0.1, 2.0)),
+    number("queue_timeout", "Client patience", "s", "How long a request waits for a free thread before its client gives up.", (0.1, 30.0, 0.1, 1.0)),
+    number("failure_threshold", "Failure rate threshold", "%", "The breaker opens when this percentage of the calls in its window failed (resilience4j default 50).", (1.0, 100.0, 1.0, 50.0)).restart(),
+    number("slow_threshold", "Slow call rate threshold", "%", "The breaker opens when this percentage of the calls in its window were slow (resilience4j default 100).", (1.0, 100.0, 1.0, 100.0)).restart(),
+    number("slow_duration", "Slow call duration", "s", "A call that takes longer than this counts as slow (resilience4j default 60 s).", (0.05, 60.0, 0.05, 60.0)).restart(),
     choice("window_type", "Sliding window", "count: the last N calls; time: the calls of the last N seconds.", &["count", "time"], "count"),
-    integer("window_size", "Window size", "N: calls (count window) or seconds (time window) the rates are computed over (resilience4j default 100).", (1, 500, 20), Liveness::Restart),
-    integer("minimum_calls", "Minimum calls", "Calls the window must hold before the breaker may open (resilience4j default 100).", (1, 500, 10), Liveness::Restart),
-    number("wait_open", "Wait in open state", "s", "How long the breaker refuses calls before it lets trial calls through (resilience4j default 60 s).", (0.5, 300.0, 0.5, 10.0), Liveness::Restart),
-    integer("half_open_calls", "Trial calls in half-open", "Calls let through in HALF_OPEN to decide between closing and opening again (resilience4j default 10).", (1, 100, 5), Liveness::Restart),
+    integer("window_size", "Window size", "", "N: calls (count window) or seconds (time window) the rates are computed over (resilience4j default 100).", (1, 500, 20)).restart(),
+    integer("minimum_calls", "Minimum calls", "", "Calls the window must hold before the breaker may open (resilience4j default 100).", (1, 500, 10)).restart(),
+    number("wait_open", "Wait in open state", "s", "How long the breaker refuses calls before it lets trial calls through (resilience4j default 60 s).", (0.5, 300.0, 0.5, 10.0)).restart(),
+    integer("half_open_calls", "Trial calls in half-open", "", "Calls let through in HALF_OPEN to decide between closing and opening again (resilience4j default 10).", (1, 100, 5)).restart(),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[

@@ -51,6 +51,7 @@ use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
 };
 use super::{InjectionSpec, LessonGroup, LessonSpec};
+use crate::lessons::params::{integer, number};
 
 use backoff::{Backoff, Strategy};
 use contention::{contention_experiment, ContentionResult};
@@ -68,46 +69,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     sweep: Some("strategy"),
     breaker_node: None,
 };
-
-const fn number(
-    name: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    help: &'static str,
-    (min, max, step, default): (f64, f64, f64, f64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit,
-        help,
-        kind: ParamKind::Number {
-            min,
-            max,
-            step,
-            default,
-        },
-        liveness,
-    }
-}
-
-const fn integer(
-    name: &'static str,
-    label: &'static str,
-    help: &'static str,
-    (min, max, default): (i64, i64, i64),
-    liveness: Liveness,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        label,
-        unit: "",
-        help,
-        kind: ParamKind::Integer { min, max, default },
-        liveness,
-    }
-}
 
 const fn toggle(
     name: &'static str,
@@ -156,18 +117,18 @@ const PARAMS: &[ParamSpec] = &[
         "Every attempt of a payment carries the same key; the server charges a key once and answers repeats from the stored result.",
         false,
     ),
-    number("call_rate", "Calls", "calls/s", "New payments per second (Poisson arrivals).", (1.0, 1000.0, 1.0, 100.0), Liveness::Live),
-    integer("concurrency", "Server concurrency", "Attempts the server works on at once.", (1, 64, 8), Liveness::Live),
-    number("service_time", "Service time", "s", "Mean time the server needs for one attempt (exponential). Capacity = concurrency ÷ service time.", (0.001, 5.0, 0.001, 0.05), Liveness::Live),
-    integer("queue_limit", "Server queue limit", "Attempts the server's accept queue holds; a full queue refuses new attempts at once.", (1, 5000, 400), Liveness::Live),
-    number("timeout", "Client timeout", "s", "How long a client waits for one attempt before it gives up on it.", (0.05, 30.0, 0.05, 1.0), Liveness::Live),
-    integer("max_attempts", "Max attempts", "Attempts per call, the first included (AWS SDK standard mode: 3).", (1, 10, 3), Liveness::Live),
-    number("backoff_base", "Backoff base", "s", "Base of the exponential backoff.", (0.001, 10.0, 0.001, 0.1), Liveness::Live),
-    number("backoff_cap", "Backoff cap", "s", "Longest sleep between attempts.", (0.01, 120.0, 0.01, 10.0), Liveness::Live),
-    integer("budget_capacity", "Retry budget size", "Tokens in the retry bucket when full (AWS SDK default 500).", (10, 5000, 500), Liveness::Live),
-    number("slowdown_at", "Scheduled slowdown at", "s", "When the scheduled trigger starts: the server becomes slow.", (0.0, 3600.0, 5.0, 60.0), Liveness::Restart),
-    number("slowdown_length", "Slowdown length", "s", "How long the scheduled slowdown lasts (0: none).", (0.0, 600.0, 1.0, 20.0), Liveness::Restart),
-    number("slowdown_factor", "Slowdown factor", "×", "How many times longer each attempt takes while the server is slow.", (1.0, 50.0, 0.5, 10.0), Liveness::Live),
+    number("call_rate", "Calls", "calls/s", "New payments per second (Poisson arrivals).", (1.0, 1000.0, 1.0, 100.0)),
+    integer("concurrency", "Server concurrency", "", "Attempts the server works on at once.", (1, 64, 8)),
+    number("service_time", "Service time", "s", "Mean time the server needs for one attempt (exponential). Capacity = concurrency ÷ service time.", (0.001, 5.0, 0.001, 0.05)),
+    integer("queue_limit", "Server queue limit", "", "Attempts the server's accept queue holds; a full queue refuses new attempts at once.", (1, 5000, 400)),
+    number("timeout", "Client timeout", "s", "How long a client waits for one attempt before it gives up on it.", (0.05, 30.0, 0.05, 1.0)),
+    integer("max_attempts", "Max attempts", "", "Attempts per call, the first included (AWS SDK standard mode: 3).", (1, 10, 3)),
+    number("backoff_base", "Backoff base", "s", "Base of the exponential backoff.", (0.001, 10.0, 0.001, 0.1)),
+    number("backoff_cap", "Backoff cap", "s", "Longest sleep between attempts.", (0.01, 120.0, 0.01, 10.0)),
+    integer("budget_capacity", "Retry budget size", "", "Tokens in the retry bucket when full (AWS SDK default 500).", (10, 5000, 500)),
+    number("slowdown_at", "Scheduled slowdown at", "s", "When the scheduled trigger starts: the server becomes slow.", (0.0, 3600.0, 5.0, 60.0)).restart(),
+    number("slowdown_length", "Slowdown length", "s", "How long the scheduled slowdown lasts (0: none).", (0.0, 600.0, 1.0, 20.0)).restart(),
+    number("slowdown_factor", "Slowdown factor", "×", "How many times longer each attempt takes while the server is slow.", (1.0, 50.0, 0.5, 10.0)),
 ];
 
 const INJECTIONS: &[InjectionSpec] = &[
