@@ -217,3 +217,41 @@ fn choice_and_numeric_grading() {
     // A number for a choice question is refused, not panicked on.
     assert!(grade(lesson, question("hockey-stick"), &Answer::Number(1.0)).is_err());
 }
+
+#[test]
+fn the_build_index_matches_every_content_file() {
+    // The site knows question ids and search terms from build.rs's index before it has
+    // fetched a lesson's file; they must be exactly the file's.
+    let files = content::all();
+    assert_eq!(content::INDEX.len(), files.len());
+    for lesson in files {
+        let entry = content::index(&lesson.lesson).expect("indexed");
+        let ids: Vec<&str> = lesson.questions.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(entry.questions, ids.as_slice(), "{}", lesson.lesson);
+        assert_eq!(
+            entry.search_terms,
+            lesson.search_terms.as_slice(),
+            "{}",
+            lesson.lesson
+        );
+        assert_eq!(entry.version.len(), 16);
+        assert_eq!(
+            content::url(entry),
+            format!("content/lessons/{}.json?v={}", lesson.lesson, entry.version)
+        );
+    }
+    for lesson in lessons::catalog() {
+        assert!(
+            content::index(lesson.id).is_some(),
+            "{} is not indexed",
+            lesson.id
+        );
+    }
+}
+
+#[test]
+fn kept_content_is_returned_and_never_replaced() {
+    let first = content::for_lesson("queueing-basics").unwrap();
+    let again = content::keep(first.clone());
+    assert!(std::ptr::eq(first, again), "the kept copy is returned");
+}

@@ -20,17 +20,16 @@ pub struct HomeProps {
 
 /// The lesson's status in words (never colour alone).
 fn status_text(progress: &Progress, lesson: &str) -> String {
-    let Some(content) = content::for_lesson(lesson) else {
+    let Some(entry) = content::index(lesson) else {
         return String::new();
     };
-    let ids = content.questions.iter().map(|q| q.id.as_str());
-    match progress.status(lesson, ids) {
+    match progress.status(lesson, entry.questions.iter().copied()) {
         LessonStatus::NotStarted => "Not started".to_owned(),
         LessonStatus::InProgress { correct, total } => {
-            let missed = content
+            let missed = entry
                 .questions
                 .iter()
-                .filter(|q| progress.answer(lesson, &q.id).is_some_and(|a| !a.correct))
+                .filter(|id| progress.answer(lesson, id).is_some_and(|a| !a.correct))
                 .count();
             if missed > 0 {
                 format!("In progress: {correct} of {total} correct · {missed} to review")
@@ -58,8 +57,8 @@ fn haystack(lesson: &lessons::LessonSpec) -> Vec<&'static str> {
         lesson.id,
         lesson.group.as_str(),
     ];
-    if let Some(content) = content::for_lesson(lesson.id) {
-        texts.extend(content.search_terms.iter().map(String::as_str));
+    if let Some(entry) = content::index(lesson.id) {
+        texts.extend(entry.search_terms);
     }
     texts
 }
@@ -68,18 +67,17 @@ fn haystack(lesson: &lessons::LessonSpec) -> Vec<&'static str> {
 fn overall_progress(progress: &Progress) -> String {
     let (mut mastered, mut lessons, mut correct, mut questions) = (0, 0, 0, 0);
     for lesson in lessons::catalog() {
-        let Some(content) = content::for_lesson(lesson.id) else {
+        let Some(entry) = content::index(lesson.id) else {
             continue;
         };
         lessons += 1;
-        questions += content.questions.len();
-        correct += content
+        questions += entry.questions.len();
+        correct += entry
             .questions
             .iter()
-            .filter(|q| progress.answer(lesson.id, &q.id).is_some_and(|a| a.correct))
+            .filter(|id| progress.answer(lesson.id, id).is_some_and(|a| a.correct))
             .count();
-        let ids = content.questions.iter().map(|q| q.id.as_str());
-        if progress.status(lesson.id, ids) == LessonStatus::Mastered {
+        if progress.status(lesson.id, entry.questions.iter().copied()) == LessonStatus::Mastered {
             mastered += 1;
         }
     }

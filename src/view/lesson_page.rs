@@ -9,7 +9,6 @@ use gloo::render::{request_animation_frame, AnimationFrame};
 use yew::prelude::*;
 
 use crate::embed::{self, HostCommand};
-use crate::learning::content;
 use crate::learning::progress::Progress;
 use crate::lessons::params::{Liveness, ParamValue, ParamValues, Seed};
 use crate::lessons::run::LessonCommand;
@@ -19,6 +18,7 @@ use super::breaker_diagram::BreakerDiagram;
 use super::charts::{chart_data, Charts};
 use super::figures::format_figure;
 use super::injections::Injections;
+use super::lesson_content::{use_lesson_content, ContentNotice, ContentState};
 use super::narration::{describe_event, describe_state};
 use super::narrative::Narrative;
 use super::param_controls::ParamControls;
@@ -196,6 +196,7 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
     }
 
     let spec = props.route.spec();
+    let (content_state, retry_content) = use_lesson_content(spec.id);
     let bump = {
         let frame = frame.clone();
         move || frame.set(*frame + 1)
@@ -518,7 +519,10 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
         let injections: Vec<&'static str> = spec.injections.iter().map(|i| i.label).collect();
         html! { <ShortcutsHelp {injections} on_close={on_close_help.clone()} /> }
     });
-    let lesson_content = content::for_lesson(spec.id);
+    let lesson_content = match content_state {
+        ContentState::Ready(content) => Some(content),
+        ContentState::Loading | ContentState::Failed(_) => None,
+    };
     let on_try = {
         let runtime = runtime.clone();
         let playing = playing.clone();
@@ -569,7 +573,10 @@ pub fn lesson_page(props: &LessonPageProps) -> Html {
             .reform(move |(question, correct): (String, bool)| (spec.id.to_owned(), question, correct));
         html! { <Quiz lesson={spec.id} questions={content.questions.as_slice()} {records} {on_answer} /> }
     });
-    let narrative = lesson_content.map(|content| html! { <Narrative {content} {on_try} /> });
+    let narrative = match lesson_content {
+        Some(content) => html! { <Narrative {content} {on_try} /> },
+        None => html! { <ContentNotice state={content_state} on_retry={retry_content} /> },
+    };
     let on_home = props.on_home.reform(|event: MouseEvent| {
         event.prevent_default();
     });

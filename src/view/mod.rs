@@ -12,6 +12,7 @@ mod goodput_chart;
 mod home;
 mod host_bridge;
 mod injections;
+mod lesson_content;
 mod lesson_page;
 mod narration;
 mod narrative;
@@ -243,10 +244,10 @@ impl PartialEq for HostInbox {
 
 /// `Some((correct, total))` once every question of `lesson` has an answer.
 fn completion(progress: &Progress, lesson: &str) -> Option<(usize, usize)> {
-    let questions = &content::for_lesson(lesson)?.questions;
+    let questions = content::index(lesson)?.questions;
     let mut correct = 0;
     for question in questions {
-        correct += usize::from(progress.answer(lesson, &question.id)?.correct);
+        correct += usize::from(progress.answer(lesson, question)?.correct);
     }
     Some((correct, questions.len()))
 }

@@ -79,3 +79,21 @@ test('timed drill shows a countdown', async () => {
   );
   assert.deepEqual(page.problems, []);
 });
+
+test('a lesson whose text cannot be downloaded says so, keeps simulating, and retries', async () => {
+  const page = await openPage(suite.browser);
+  let refuse = true;
+  await page.route('**/content/lessons/*.json*', (route) => (refuse ? route.abort() : route.continue()));
+  await page.goto(`${suite.site.url}?lesson=bulkhead`);
+  const alert = page.locator('.content-notice[role="alert"]');
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /could not be downloaded.*simulation works without it/);
+  assert.equal(await page.locator('.quiz').count(), 0, 'no quiz without its questions');
+  await page.keyboard.press('Space');
+  await page.waitForFunction(() => document.querySelector('.clock')?.textContent !== 't = 0.0 s');
+  refuse = false;
+  await alert.locator('button', { hasText: 'Try again' }).click();
+  await page.locator('.narrative h2').first().waitFor();
+  await page.locator('.quiz').first().waitFor();
+  assert.equal(await page.locator('.content-notice').count(), 0);
+});
