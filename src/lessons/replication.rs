@@ -29,12 +29,15 @@
 //!   arrives, so a write pays the slowest replica's round trip.
 //! - A read served by a database returns that database's version of the key. It is
 //!   stale if the version is older than the key's latest acknowledged write, and a
-//!   read-your-writes violation if the client wrote that key and sees an older version.
+//!   read-your-writes violation if it is older than the client's own write to that key
+//!   that was acknowledged before the read was sent (a write a failover lost since counts
+//!   as a lost write, not as a violation).
 //!   With `read_your_writes` routing the client carries the LSN of its latest write; a
 //!   read of that key skips a replica that has not applied that LSN and goes to the
 //!   primary (or fails while no primary is up), so violations cannot happen.
 //! - Replica lag (per replica, like `ReplicaLag`) = now − commit time of the oldest write
-//!   the replica has not applied yet (0 when none).
+//!   the replica has not applied yet (0 when none), charted per replica every 250 ms,
+//!   with the share of reads in the last second that were stale.
 //! - `kill-primary`: the primary stops; replication stops with it (what a replica has not
 //!   applied by then never reaches it). After `detection_delay` the most up-to-date
 //!   replica is promoted (starting for 5 s, then the primary; clients' writes go there);
@@ -190,6 +193,10 @@ pub const SLOW_GROWTH: f64 = 0.5;
 /// How often lag gauges are sampled.
 pub const TICK: SimDuration = SimDuration::from_millis(250);
 pub const SERVICE_CV: f64 = 0.5;
+/// Ticks the stale-read-rate gauge looks back over (1 s).
+const WINDOW_TICKS: usize = 4;
+const LAG_GAUGES: [&str; MAX_REPLICAS] = ["replica_1_lag_ms", "replica_2_lag_ms", "replica_3_lag_ms"];
+const STALE_GAUGE: &str = "stale_reads_pct_last_second";
 
 const READ: usize = 0;
 const WRITE: usize = 1;
@@ -258,6 +265,9 @@ struct Req {
     epoch: u32,
     client: usize,
     target: u32,
+    /// A write: its LSN once committed. A read: the LSN of the client's own latest
+    /// acknowledged write to `target` when the read was issued (0: none), the version
+    /// read-your-writes promises it.
     lsn: u64,
 }
 
@@ -308,14 +318,14 @@ pub struct ReplicationModel {
     writes_failed: u64,
     lost_writes: u64,
     failovers: u32,
-    promoted_replica: usize,
     last_failover: Option<SimDuration>,
     peak_lag: SimDuration,
+    /// (reads, stale reads) at each of the last ticks, for the stale-read-rate gauge.
+    window: VecDeque<(u64, u64)>,
     latency: [LatencyHistogram; 2],
     core: ModelCore,
-    gauge_lag: GaugeId,
+    gauge_lag: Vec<GaugeId>,
     gauge_stale: GaugeId,
-    gauge_ryw: GaugeId,
 }
 
 pub fn build(params: &ParamValues, seed: Seed) -> Box<dyn LessonRun> {
@@ -376,11 +386,9 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ReplicationMod
     for index in 1..dbs.len() {
         t.add_edge(dbs[0].node, dbs[index].node);
     }
-    let core = ModelCore::new(vec![
-        "max_replica_lag_ms",
-        "stale_reads_so_far",
-        "ryw_violations_so_far",
-    ]);
+    let mut gauges = LAG_GAUGES[..replicas].to_vec();
+    gauges.push(STALE_GAUGE);
+    let core = ModelCore::new(gauges);
     let arrival = |kind: usize, name: &str| {
         ArrivalTimer::new(
             PoissonArrivals::new(
@@ -421,16 +429,18 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ReplicationMod
         writes_failed: 0,
         lost_writes: 0,
         failovers: 0,
-        promoted_replica: 0,
         last_failover: None,
         peak_lag: SimDuration::ZERO,
         latency: [
             LatencyHistogram::new(PRECISE),
             LatencyHistogram::new(PRECISE),
         ],
-        gauge_lag: core.gauge("max_replica_lag_ms"),
-        gauge_stale: core.gauge("stale_reads_so_far"),
-        gauge_ryw: core.gauge("ryw_violations_so_far"),
+        window: VecDeque::new(),
+        gauge_lag: LAG_GAUGES[..replicas]
+            .iter()
+            .map(|name| core.gauge(name))
+            .collect(),
+        gauge_stale: core.gauge(STALE_GAUGE),
         core,
     };
     let mut scheduler = Scheduler::new();
@@ -554,7 +564,10 @@ impl ReplicationModel {
             epoch: self.dbs[db].epoch,
             client,
             target,
-            lsn: 0,
+            lsn: match own {
+                Some(session) if kind == READ && session.key == target => session.lsn,
+                _ => 0,
+            },
         }) as u32;
         scheduler.schedule_in(HOP, Event::AtNode { req });
     }
@@ -654,20 +667,18 @@ impl ReplicationModel {
         }
     }
 
+    /// Stale: older than the key's latest acknowledged write. A read-your-writes
+    /// violation: older than the client's own write it had been told succeeded when it
+    /// sent the read (unless a failover lost that write since: then it is a lost write).
     fn read_value(&mut self, req: u32) {
-        let now_stale = {
-            let r = &self.requests[req as usize];
-            let version = self.dbs[r.db].values[r.target as usize];
-            let stale = version < self.acked[r.target as usize];
-            let violation = self.sessions[r.client]
-                .is_some_and(|s| s.key == r.target && version < s.lsn);
-            (stale, violation)
-        };
+        let r = &self.requests[req as usize];
+        let version = self.dbs[r.db].values[r.target as usize];
+        let latest = self.acked[r.target as usize];
         self.reads += 1;
-        if now_stale.0 {
+        if version < latest {
             self.stale_reads += 1;
         }
-        if now_stale.1 {
+        if version < r.lsn && r.lsn <= latest {
             self.ryw_violations += 1;
         }
     }
@@ -924,7 +935,6 @@ impl ReplicationModel {
         self.dbs[db].applied_lsn = self.last_lsn.max(self.dbs[db].applied_lsn);
         self.primary = db;
         self.failovers += 1;
-        self.promoted_replica = db;
         self.last_failover = self.crashed_at.map(|at| now - at);
         self.crashed_at = None;
         self.set_state(db, NodeState::Healthy, now);
@@ -1000,15 +1010,8 @@ impl ReplicationModel {
             return;
         }
         if self.dbs[self.primary].state == NodeState::Down {
-            // The primary died while this one was being rebuilt: try again later.
-            self.dbs[db].state = NodeState::Down;
-            self.core.log.push(
-                now,
-                Notable::StateChanged {
-                    node: self.dbs[db].node,
-                    to: NodeState::Down,
-                },
-            );
+            // The primary died while this one was being rebuilt: restore it again later.
+            self.set_state(db, NodeState::Down, now);
             return;
         }
         let p = self.primary;
@@ -1025,12 +1028,23 @@ impl ReplicationModel {
     fn tick(&mut self, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
         scheduler.schedule_in(TICK, Event::Tick);
-        let lag = self.max_lag(now);
-        self.peak_lag = self.peak_lag.max(lag);
-        let metrics = &mut self.core.metrics;
-        metrics.set_gauge(self.gauge_lag, now, (lag.ticks() / 1000) as i64);
-        metrics.set_gauge(self.gauge_stale, now, self.stale_reads as i64);
-        metrics.set_gauge(self.gauge_ryw, now, self.ryw_violations as i64);
+        self.peak_lag = self.peak_lag.max(self.max_lag(now));
+        for (index, &gauge) in self.gauge_lag.iter().enumerate() {
+            let lag = self.lag(index + 1, now);
+            self.core
+                .metrics
+                .set_gauge(gauge, now, (lag.ticks() / 1000) as i64);
+        }
+        self.window.push_back((self.reads, self.stale_reads));
+        if self.window.len() > WINDOW_TICKS + 1 {
+            self.window.pop_front();
+        }
+        let (reads, stale) = self.window.front().copied().unwrap_or_default();
+        let pct = match self.reads - reads {
+            0 => 0,
+            n => (100 * (self.stale_reads - stale) + n / 2) / n,
+        };
+        self.core.metrics.set_gauge(self.gauge_stale, now, pct as i64);
     }
 
     fn p_ms(&self, kind: usize, q: f64) -> f64 {
@@ -1100,27 +1114,40 @@ impl LessonModel for ReplicationModel {
         } else {
             100.0 * self.stale_reads as f64 / self.reads as f64
         };
-        let lag = self.max_lag(now);
-        let mut figures = vec![
-            figure("lost_writes", "Acknowledged writes lost", self.lost_writes as f64, ""),
+        let promote = match (self.crashed_at, self.last_failover) {
+            (Some(at), _) => now - at,
+            (None, Some(took)) => took,
+            (None, None) => SimDuration::ZERO,
+        };
+        vec![
             figure("stale_reads", "Stale reads", self.stale_reads as f64, ""),
-            figure("write_p50_ms", "Write p50", self.p_ms(WRITE, 0.5), "ms"),
             figure(
                 "ryw_violations",
                 "Read-your-writes violations",
                 self.ryw_violations as f64,
                 "",
             ),
-            figure("stale_read_pct", "Reads that were stale", pct, "%"),
-            figure("replica_lag_s", "Largest replica lag now", lag.as_secs_f64(), "s"),
             figure(
-                "peak_replica_lag_s",
-                "Largest replica lag seen",
-                self.peak_lag.max(lag).as_secs_f64(),
-                "s",
+                "lost_writes",
+                "Acknowledged writes lost",
+                self.lost_writes as f64,
+                "",
             ),
             figure("write_p99_ms", "Write p99", self.p_ms(WRITE, 0.99), "ms"),
-            figure("read_p50_ms", "Read p50", self.p_ms(READ, 0.5), "ms"),
+            figure("write_p50_ms", "Write p50", self.p_ms(WRITE, 0.5), "ms"),
+            figure(
+                "max_replica_lag_s",
+                "Replica lag (largest seen)",
+                self.peak_lag.max(self.max_lag(now)).as_secs_f64(),
+                "s",
+            ),
+            figure(
+                "time_to_promote_s",
+                "Primary crash → replica promoted",
+                promote.as_secs_f64(),
+                "s",
+            ),
+            figure("stale_read_pct", "Reads that were stale", pct, "%"),
             figure("writes_failed", "Writes failed", self.writes_failed as f64, ""),
             figure("reads_failed", "Reads failed", self.reads_failed as f64, ""),
             figure(
@@ -1129,30 +1156,7 @@ impl LessonModel for ReplicationModel {
                 self.reads_to_primary as f64,
                 "",
             ),
-            figure(
-                "promoted_replica",
-                "Replica promoted (number)",
-                self.promoted_replica as f64,
-                "",
-            ),
-            figure(
-                "failover_s",
-                "Crash to new primary",
-                self.last_failover.map_or(0.0, SimDuration::as_secs_f64),
-                "s",
-            ),
-        ];
-        for db in 1..self.dbs.len() {
-            const KEYS: [&str; MAX_REPLICAS] = ["lag_replica_1_s", "lag_replica_2_s", "lag_replica_3_s"];
-            const LABELS: [&str; MAX_REPLICAS] = ["Replica 1 lag", "Replica 2 lag", "Replica 3 lag"];
-            figures.push(figure(
-                KEYS[db - 1],
-                LABELS[db - 1],
-                self.lag(db, now).as_secs_f64(),
-                "s",
-            ));
-        }
-        figures
+        ]
     }
 
     fn apply(
