@@ -44,8 +44,9 @@
 //!   acknowledged writes it never applied are lost, and the remaining replicas resync
 //!   from it. Under synchronous replication every acknowledged write is on every replica,
 //!   so nothing is lost: writes in flight at the crash fail instead (not acknowledged).
-//! - `slow-replica`: one replica falls behind, its lag growing by 0.5 s every second (an
-//!   under-sized replica or a long query blocking replay); under synchronous replication
+//! - `slow-replica`: one replica falls behind: it replays the log at half the primary's
+//!   pace, so its lag grows by 0.5 s every second (an under-sized replica, or a long
+//!   query blocking replay); under synchronous replication
 //!   every write waits for it. `restore` brings a slow replica back to speed (it works
 //!   through its backlog at once) or, after a failover, rebuilds the old primary as a new
 //!   replica (10 s).
@@ -459,6 +460,11 @@ impl ReplicationModel {
         (self.stale_reads, self.ryw_violations, self.lost_writes)
     }
 
+    /// Reads served so far (stale or not).
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
     /// Index of the current primary (0 = the node drawn as "Primary", i = "Replica i").
     pub fn primary(&self) -> usize {
         self.primary
@@ -732,9 +738,11 @@ impl ReplicationModel {
                 scale(lag, d.rng.uniform(0.9, 1.1))
             };
             let base_due = now + base;
-            let slow = d
-                .slow_since
-                .map_or(SimDuration::ZERO, |since| scale(now - since, SLOW_GROWTH));
+            // A slow replica replays at (1 − g) of the primary's pace: an entry due at
+            // b is applied at a with a − b = g·(a − since), so its lag grows by g per s.
+            let slow = d.slow_since.map_or(SimDuration::ZERO, |since| {
+                scale(base_due - since, SLOW_GROWTH / (1.0 - SLOW_GROWTH))
+            });
             let due = (base_due + slow).max(d.pending.back().map_or(now, |last| last.due));
             d.pending.push_back(Pending {
                 lsn,
