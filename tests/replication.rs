@@ -65,7 +65,11 @@ fn reads_are_stale_only_when_replicas_lag() {
         // Asynchronous with zero lag: a replica applies a write the instant the primary
         // commits it, before the write is even acknowledged, so no read can miss it.
         let zero = scenario(&["replica_lag=0"], seed, &[(60.0, "kill-primary")], 150.0);
-        assert_eq!(figure(&zero, "stale_reads"), 0.0, "seed {seed}: async, lag 0");
+        assert_eq!(
+            figure(&zero, "stale_reads"),
+            0.0,
+            "seed {seed}: async, lag 0"
+        );
         assert_eq!(figure(&zero, "ryw_violations"), 0.0);
         assert_eq!(figure(&zero, "max_replica_lag_s"), 0.0);
         assert_eq!(figure(&zero, "lost_writes"), 0.0);
@@ -106,7 +110,10 @@ fn replicas_never_run_ahead_and_sync_replicas_hold_every_acknowledged_write() {
                     let version = m.version_at(db, key);
                     assert!(version <= primary, "a replica ran ahead");
                     if sync {
-                        assert!(version >= m.acked_version(key), "sync replica misses an ack");
+                        assert!(
+                            version >= m.acked_version(key),
+                            "sync replica misses an ack"
+                        );
                     } else if version < m.acked_version(key) {
                         behind += 1;
                     }
@@ -137,7 +144,12 @@ fn replica_lag_follows_the_parameter() {
         }
     }
     // Synchronous replicas lag by at most about the one-way trip.
-    let sync = scenario(&["replication=synchronous", "replica_rtt=40"], 1, &[], 120.0);
+    let sync = scenario(
+        &["replication=synchronous", "replica_rtt=40"],
+        1,
+        &[],
+        120.0,
+    );
     assert!(figure(&sync, "max_replica_lag_s") < 0.1);
 }
 
@@ -151,8 +163,14 @@ fn synchronous_writes_cost_about_the_replica_round_trip() {
         let p99 = figure(&sync, "write_p99_ms") - figure(&async_run, "write_p99_ms");
         // Out: half the trip × (0.8 + Exp(mean 0.2)), to the slower of two replicas; back:
         // half the trip. The median extra is about the round trip, the tail a bit more.
-        assert!(p50 >= rtt && p50 <= 1.2 * rtt + 3.0, "rtt {rtt}: p50 +{p50}");
-        assert!(p99 >= rtt && p99 <= 1.7 * rtt + 5.0, "rtt {rtt}: p99 +{p99}");
+        assert!(
+            p50 >= rtt && p50 <= 1.2 * rtt + 3.0,
+            "rtt {rtt}: p50 +{p50}"
+        );
+        assert!(
+            p99 >= rtt && p99 <= 1.7 * rtt + 5.0,
+            "rtt {rtt}: p99 +{p99}"
+        );
         // Asynchronous writes do not depend on the round trip at all.
         let other = scenario(&["replica_rtt=0"], seed, &[], 120.0);
         assert_eq!(
@@ -167,7 +185,10 @@ fn an_async_failover_loses_about_write_rate_times_lag_and_a_sync_one_nothing() {
     let mut ratios = Vec::new();
     for seed in [1, 2, 3, 4] {
         for (lag_ms, rate) in [(1000.0, 50.0), (2000.0, 50.0), (4000.0, 25.0)] {
-            let set = [format!("replica_lag={lag_ms}"), format!("write_rate={rate}")];
+            let set = [
+                format!("replica_lag={lag_ms}"),
+                format!("write_rate={rate}"),
+            ];
             let set: Vec<&str> = set.iter().map(String::as_str).collect();
             let run = scenario(&set, seed, &[(60.0, "kill-primary")], 100.0);
             let lost = figure(&run, "lost_writes");
@@ -217,7 +238,10 @@ fn the_most_up_to_date_replica_is_promoted_after_the_detection_delay() {
     assert_eq!(run.model.primary(), best);
     assert_eq!(run.model.role(best), Role::Primary);
     assert_eq!(run.model.state(best), NodeState::Healthy);
-    assert_eq!(figure(&run, "time_to_promote_s"), 8.0 + PROMOTION.as_secs_f64());
+    assert_eq!(
+        figure(&run, "time_to_promote_s"),
+        8.0 + PROMOTION.as_secs_f64()
+    );
     // Writes fail while no primary is up, and succeed again afterwards.
     let failed = figure(&run, "writes_failed");
     assert!(failed > 0.0);
@@ -295,7 +319,10 @@ fn a_slow_replica_falls_behind_and_under_sync_slows_every_write() {
     // Lag grows by SLOW_GROWTH s per s on top of the normal 0.5 s.
     let lag = run.model.lag(1, run.now()).as_secs_f64();
     let expected = 0.5 + SLOW_GROWTH * 20.0;
-    assert!((lag - expected).abs() < 0.4, "lag {lag}, expected {expected}");
+    assert!(
+        (lag - expected).abs() < 0.4,
+        "lag {lag}, expected {expected}"
+    );
     assert!(run.model.lag(2, run.now()).as_secs_f64() < 0.6);
     inject(&mut run, "restore");
     assert_eq!(run.model.state(1), NodeState::Healthy);
@@ -391,7 +418,11 @@ fn every_request_is_accounted_for_and_a_seed_replays_exactly() {
     };
     for mode in ["replication=asynchronous", "replication=synchronous"] {
         for seed in [1, 2, 3, 4] {
-            assert_eq!(session(seed, mode), session(seed, mode), "seed {seed} replays");
+            assert_eq!(
+                session(seed, mode),
+                session(seed, mode),
+                "seed {seed} replays"
+            );
         }
     }
     assert_ne!(

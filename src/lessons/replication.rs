@@ -196,7 +196,8 @@ pub const TICK: SimDuration = SimDuration::from_millis(250);
 pub const SERVICE_CV: f64 = 0.5;
 /// Ticks the stale-read-rate gauge looks back over (1 s).
 const WINDOW_TICKS: usize = 4;
-const LAG_GAUGES: [&str; MAX_REPLICAS] = ["replica_1_lag_ms", "replica_2_lag_ms", "replica_3_lag_ms"];
+const LAG_GAUGES: [&str; MAX_REPLICAS] =
+    ["replica_1_lag_ms", "replica_2_lag_ms", "replica_3_lag_ms"];
 const STALE_GAUGE: &str = "stale_reads_pct_last_second";
 
 const READ: usize = 0;
@@ -204,21 +205,41 @@ const WRITE: usize = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Arrival { kind: u8 },
+    Arrival {
+        kind: u8,
+    },
     /// A request reaches its database.
-    AtNode { req: u32 },
+    AtNode {
+        req: u32,
+    },
     /// The database finished it (a write commits, a read returns its version).
-    Served { req: u32 },
+    Served {
+        req: u32,
+    },
     /// The response reaches the client.
-    Delivered { req: u32 },
+    Delivered {
+        req: u32,
+    },
     /// A replica applies the log entries now due.
-    Apply { node: u8 },
+    Apply {
+        node: u8,
+    },
     /// A replica's acknowledgement of a synchronous write reaches the primary.
-    ReplicaAck { lsn: u64 },
+    ReplicaAck {
+        lsn: u64,
+    },
     /// The primary's crash is detected: promotion starts.
-    Detect { epoch: u32 },
-    Promoted { node: u8, epoch: u32 },
-    Rejoined { node: u8, epoch: u32 },
+    Detect {
+        epoch: u32,
+    },
+    Promoted {
+        node: u8,
+        epoch: u32,
+    },
+    Rejoined {
+        node: u8,
+        epoch: u32,
+    },
     Tick,
 }
 
@@ -625,9 +646,7 @@ impl ReplicationModel {
     fn lost_node(&self, req: u32) -> bool {
         let r = &self.requests[req as usize];
         let d = &self.dbs[r.db];
-        d.epoch != r.epoch
-            || !self.alive(r.db)
-            || (r.kind == WRITE && d.role != Role::Primary)
+        d.epoch != r.epoch || !self.alive(r.db) || (r.kind == WRITE && d.role != Role::Primary)
     }
 
     fn at_node(&mut self, req: u32, scheduler: &mut Scheduler<Event>) {
@@ -657,7 +676,10 @@ impl ReplicationModel {
 
     fn served(&mut self, req: u32, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
-        let (kind, db) = (self.requests[req as usize].kind, self.requests[req as usize].db);
+        let (kind, db) = (
+            self.requests[req as usize].kind,
+            self.requests[req as usize].db,
+        );
         if self.requests[req as usize].epoch == self.dbs[db].epoch {
             self.dbs[db].busy -= 1;
         }
@@ -728,8 +750,7 @@ impl ReplicationModel {
         let mut shipped = 0u8;
         for db in 0..self.dbs.len() {
             let d = &mut self.dbs[db];
-            if d.role != Role::Replica || matches!(d.state, NodeState::Down | NodeState::Starting)
-            {
+            if d.role != Role::Replica || matches!(d.state, NodeState::Down | NodeState::Starting) {
                 continue;
             }
             let base = if self.sync {
@@ -900,11 +921,7 @@ impl ReplicationModel {
             return; // nothing to promote: the database stays down
         };
         let kept = self.dbs[new].applied_lsn;
-        self.lost_writes += self
-            .log
-            .iter()
-            .filter(|e| e.acked && e.lsn > kept)
-            .count() as u64;
+        self.lost_writes += self.log.iter().filter(|e| e.acked && e.lsn > kept).count() as u64;
         self.log.clear();
         // The system's truth is now the promoted replica's data.
         self.acked.copy_from_slice(&self.dbs[new].values);
@@ -1004,7 +1021,8 @@ impl ReplicationModel {
                 Ok(())
             }
             Some(_) => Err(CommandError::NotApplicable {
-                reason: "the primary is down and no replica is promoted yet: wait for the failover".into(),
+                reason: "the primary is down and no replica is promoted yet: wait for the failover"
+                    .into(),
             }),
             None => Err(CommandError::NotApplicable {
                 reason: "nothing to restore: no replica is slow and no database is down".into(),
@@ -1052,7 +1070,9 @@ impl ReplicationModel {
             0 => 0,
             n => (100 * (self.stale_reads - stale) + n / 2) / n,
         };
-        self.core.metrics.set_gauge(self.gauge_stale, now, pct as i64);
+        self.core
+            .metrics
+            .set_gauge(self.gauge_stale, now, pct as i64);
     }
 
     fn p_ms(&self, kind: usize, q: f64) -> f64 {
@@ -1156,7 +1176,12 @@ impl LessonModel for ReplicationModel {
                 "s",
             ),
             figure("stale_read_pct", "Reads that were stale", pct, "%"),
-            figure("writes_failed", "Writes failed", self.writes_failed as f64, ""),
+            figure(
+                "writes_failed",
+                "Writes failed",
+                self.writes_failed as f64,
+                "",
+            ),
             figure("reads_failed", "Reads failed", self.reads_failed as f64, ""),
             figure(
                 "reads_to_primary",
@@ -1179,7 +1204,8 @@ impl LessonModel for ReplicationModel {
                     "kill-primary" => {
                         if self.dbs[self.primary].state == NodeState::Down {
                             Err(CommandError::NotApplicable {
-                                reason: "the primary is already down; a replica is being promoted".into(),
+                                reason: "the primary is already down; a replica is being promoted"
+                                    .into(),
                             })
                         } else if !(0..self.dbs.len())
                             .any(|db| self.dbs[db].role == Role::Replica && self.alive(db))
@@ -1210,7 +1236,11 @@ impl LessonModel for ReplicationModel {
                     accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
                 match spec.name {
                     "read_rate" | "write_rate" => {
-                        let kind = if spec.name == "read_rate" { READ } else { WRITE };
+                        let kind = if spec.name == "read_rate" {
+                            READ
+                        } else {
+                            WRITE
+                        };
                         let rate = self.params.number(spec.name);
                         self.arrivals[kind]
                             .arrivals
