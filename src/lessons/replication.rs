@@ -372,13 +372,19 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ReplicationMod
     let mut dbs = Vec::new();
     for index in 0..=replicas {
         let (key, label, x, y) = if index == 0 {
-            ("primary".to_owned(), "Primary".to_owned(), 0.4, 0.1)
+            ("primary".to_owned(), "Primary".to_owned(), 0.3, 0.1)
         } else {
+            // Replicas spread over the lower part, clear of the primary → responses edge.
+            let y = if replicas == 1 {
+                0.6
+            } else {
+                0.45 + 0.45 * (index - 1) as f32 / (replicas - 1) as f32
+            };
             (
                 format!("replica-{index}"),
                 format!("Replica {index}"),
                 0.62,
-                0.38 + 0.27 * (index - 1) as f32,
+                y,
             )
         };
         let node = t.add_node(&key, &label, NodeKind::Store, x, y);
