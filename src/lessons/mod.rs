@@ -21,6 +21,7 @@ pub mod peer_to_peer;
 pub mod pub_sub;
 pub mod queueing_basics;
 pub mod rate_limiting;
+pub mod replication;
 pub mod retries;
 pub mod run;
 pub mod saga;
@@ -109,7 +110,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 17] = [
+    static CATALOG: [LessonSpec; 18] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -120,6 +121,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         peer_to_peer::SPEC,
         master_worker::SPEC,
         caching::SPEC,
+        replication::SPEC,
         sharding::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
