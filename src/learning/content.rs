@@ -184,6 +184,10 @@ const FILES: &[(&str, &str)] = &[
         "sharding",
         include_str!("../../content/lessons/sharding.json"),
     ),
+    (
+        "scaling",
+        include_str!("../../content/lessons/scaling.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

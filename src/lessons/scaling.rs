@@ -177,8 +177,8 @@ const PARAMS: &[ParamSpec] = &[
 const INJECTIONS: &[InjectionSpec] = &[
     InjectionSpec {
         id: "flash-spike",
-        label: "Flash spike (×3, 5 min)",
-        help: "Triples the traffic for the next five minutes.",
+        label: "Flash spike (×3, 10 min)",
+        help: "Triples the traffic for the next ten minutes.",
     },
     InjectionSpec {
         id: "kill-instance",
@@ -214,7 +214,7 @@ pub const SAMPLE: SimDuration = SimDuration::from_secs(10);
 /// The scaling policies look at the last minute this often.
 pub const POLICY_PERIOD: SimDuration = SimDuration::from_secs(60);
 pub const FLASH_FACTOR: f64 = 3.0;
-pub const FLASH_LENGTH: SimDuration = SimDuration::from_secs(300);
+pub const FLASH_LENGTH: SimDuration = SimDuration::from_secs(600);
 /// Rate steps per day of the daily curve, and days the curve is drawn for (then flat).
 const STEPS_PER_DAY: usize = 48;
 const CURVE_DAYS: usize = 8;
@@ -311,6 +311,9 @@ struct Instance {
     /// Requests on its vCPUs (including ones whose client gave up meanwhile).
     serving: Vec<u32>,
     queue: VecDeque<u32>,
+    /// Requests on their way from the load balancer: a draining instance waits for them
+    /// (the load balancer's deregistration delay).
+    inbound: u32,
     /// Index into `launches`.
     record: usize,
     /// Launched by a rolling deploy to replace an old instance.
@@ -495,6 +498,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ScalingModel> 
             size: 0,
             version: 1,
             serving: Vec::new(),
+            inbound: 0,
             queue: VecDeque::new(),
             record: 0,
             replacement: false,
@@ -723,7 +727,8 @@ impl ScalingModel {
             return;
         };
         self.cursor = slot;
-        let instance = &self.instances[slot];
+        let instance = &mut self.instances[slot];
+        instance.inbound += 1;
         self.core.requests.move_to(
             entry.key,
             Place::OnEdge {
@@ -744,7 +749,9 @@ impl ScalingModel {
 
     fn at_instance(&mut self, req: u32, slot: usize, life: u32, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
+        self.instances[slot].inbound -= 1;
         let Some(entry) = self.reqs[req as usize].as_mut() else {
+            self.maybe_terminate(slot, now, scheduler);
             return;
         };
         let instance = &mut self.instances[slot];
@@ -857,7 +864,10 @@ impl ScalingModel {
 
     fn maybe_terminate(&mut self, slot: usize, now: SimTime, scheduler: &mut Scheduler<Event>) {
         let instance = &self.instances[slot];
-        if instance.phase == Phase::Draining && instance.serving.is_empty() && instance.queue.is_empty() {
+        if instance.phase == Phase::Draining
+            && instance.serving.is_empty()
+            && instance.queue.is_empty()
+            && instance.inbound == 0 {
             self.set_phase(slot, Phase::Off, now);
             self.check_deploy_done(now, scheduler);
         }
