@@ -116,7 +116,10 @@ fn warm_up_delays_capacity_no_instance_serves_before_it_is_warm() {
             .failed
     };
     let (quick, slow) = (failed("30"), failed("300"));
-    assert!(quick * 2 < slow, "warm-up 30 s: {quick} failed, 300 s: {slow}");
+    assert!(
+        quick * 2 < slow,
+        "warm-up 30 s: {quick} failed, 300 s: {slow}"
+    );
 }
 
 /// Times the group reversed direction: a scale-in followed by a scale-out.
@@ -135,8 +138,18 @@ fn the_scale_in_cooldown_prevents_flapping() {
     for seed in 1..=3 {
         // 15 req/s = 3.0 busy vCPUs: at a 50% target, right at the 3/4 instance boundary.
         let steady = ["peak_rate=15", "trough_rate=15", "warmup=60"];
-        let flap = run_with(&[&steady[..], &["scale_in_cooldown=0"]].concat(), seed, &[], 14_400.0);
-        let calm = run_with(&[&steady[..], &["scale_in_cooldown=1200"]].concat(), seed, &[], 14_400.0);
+        let flap = run_with(
+            &[&steady[..], &["scale_in_cooldown=0"]].concat(),
+            seed,
+            &[],
+            14_400.0,
+        );
+        let calm = run_with(
+            &[&steady[..], &["scale_in_cooldown=1200"]].concat(),
+            seed,
+            &[],
+            14_400.0,
+        );
         without += reversals(&flap);
         with += reversals(&calm);
         assert!(
@@ -146,7 +159,10 @@ fn the_scale_in_cooldown_prevents_flapping() {
             calm.model.scale_actions().len()
         );
     }
-    assert!(without >= 3 * with.max(1), "reversals: {without} without cooldown, {with} with");
+    assert!(
+        without >= 3 * with.max(1),
+        "reversals: {without} without cooldown, {with} with"
+    );
 }
 
 #[test]
@@ -182,7 +198,12 @@ fn scale_up_has_downtime_at_every_resize_and_stops_at_the_top_size() {
     // Past the top size only latency grows: a flash spike at the peak finds no bigger size.
     let spiked = run_with(&assignments, 1, &[(1700.0, "flash-spike")], 3600.0);
     assert_eq!(spiked.model.resizes().len(), 3);
-    assert!(spiked.summary().latency_p99 > 5.0, "{:?}", spiked.summary());
+    assert!(spiked.summary().latency_p99 > 1.5, "{:?}", spiked.summary());
+    assert!(
+        spiked.summary().failed > total + 1000,
+        "{:?}",
+        spiked.summary()
+    );
     // A lower ceiling: the peak itself saturates the 2xlarge.
     let low = run_with(&["strategy=scale-up", "top_size=2xlarge"], 1, &[], 3600.0);
     assert_eq!(low.model.resizes().len(), 2);
@@ -221,7 +242,12 @@ fn a_fleet_sized_for_the_peak_costs_more_than_target_tracking_at_similar_latency
 fn rolling_replacement_loses_no_request_and_patching_in_place_does() {
     for strategy in ["fixed", "target-tracking"] {
         let strategy = format!("strategy={strategy}");
-        let rolling = run_with(&[&strategy, "deploy_mode=rolling"], 2, &[(1200.0, "deploy")], 3600.0);
+        let rolling = run_with(
+            &[&strategy, "deploy_mode=rolling"],
+            2,
+            &[(1200.0, "deploy")],
+            3600.0,
+        );
         assert_eq!(rolling.summary().failed, 0, "{strategy}");
         let took = figure(&rolling, "deploy_s");
         assert!(took >= 180.0, "{strategy}: deploy took {took}");
@@ -229,13 +255,20 @@ fn rolling_replacement_loses_no_request_and_patching_in_place_does() {
         // It surged above the fleet size while new instances warmed.
         assert!(figure(&rolling, "peak_instances") > 8.0);
 
-        let in_place = run_with(&[&strategy, "deploy_mode=in-place"], 2, &[(1200.0, "deploy")], 3600.0);
+        let in_place = run_with(
+            &[&strategy, "deploy_mode=in-place"],
+            2,
+            &[(1200.0, "deploy")],
+            3600.0,
+        );
         let failed = in_place.summary().failed;
         assert!(failed > 100, "{strategy}: in place lost {failed}");
         assert_eq!(figure(&in_place, "failed_during_deploy"), failed as f64);
     }
     // One instance patched in place is a full outage for the patch time.
-    let base = run_with(&["strategy=scale-up"], 2, &[], 3600.0).summary().failed;
+    let base = run_with(&["strategy=scale-up"], 2, &[], 3600.0)
+        .summary()
+        .failed;
     let rolled = run_with(&["strategy=scale-up"], 2, &[(1500.0, "deploy")], 3600.0);
     assert_eq!(rolled.summary().failed, base);
     let patched = run_with(
@@ -276,7 +309,11 @@ fn a_group_replaces_a_killed_instance_but_a_lone_pet_waits_for_restore() {
         .position(|(phase, _)| *phase == (Phase::Killed { detected: false }))
         .expect("one instance killed");
     sim.run_until(secs(1200.0) + HEALTH_DETECT + SimDuration::from_secs(10));
-    assert_eq!(sim.model.slots()[down].0, Phase::Warming, "replaced in its slot");
+    assert_eq!(
+        sim.model.slots()[down].0,
+        Phase::Warming,
+        "replaced in its slot"
+    );
     sim.run_until(secs(1600.0));
     assert_eq!(sim.model.slots()[down].0, Phase::InService);
     let failed = sim.summary().failed;
@@ -289,7 +326,10 @@ fn a_group_replaces_a_killed_instance_but_a_lone_pet_waits_for_restore() {
 
     let mut pet = model(&["strategy=scale-up"], 5);
     pet.run_until(secs(1500.0));
-    assert!(matches!(inject(&mut pet, "restore"), Err(CommandError::NotApplicable { .. })));
+    assert!(matches!(
+        inject(&mut pet, "restore"),
+        Err(CommandError::NotApplicable { .. })
+    ));
     inject(&mut pet, "kill-instance").unwrap();
     let before = pet.summary().failed;
     pet.run_until(secs(1800.0));
@@ -302,7 +342,10 @@ fn a_group_replaces_a_killed_instance_but_a_lone_pet_waits_for_restore() {
         probe.summary().completed
     });
     assert!(pet.summary().failed - before > 5000, "{generated}");
-    assert!(matches!(inject(&mut pet, "kill-instance"), Err(CommandError::NotApplicable { .. })));
+    assert!(matches!(
+        inject(&mut pet, "kill-instance"),
+        Err(CommandError::NotApplicable { .. })
+    ));
     inject(&mut pet, "restore").unwrap();
     pet.run_until(secs(1800.0 + 91.0));
     assert_eq!(pet.model.slots()[0].0, Phase::InService);
@@ -313,9 +356,15 @@ fn injections_refuse_when_they_do_not_apply() {
     let mut sim = model(&[], 1);
     sim.run_until(secs(100.0));
     inject(&mut sim, "flash-spike").unwrap();
-    assert!(matches!(inject(&mut sim, "flash-spike"), Err(CommandError::NotApplicable { .. })));
+    assert!(matches!(
+        inject(&mut sim, "flash-spike"),
+        Err(CommandError::NotApplicable { .. })
+    ));
     inject(&mut sim, "deploy").unwrap();
-    assert!(matches!(inject(&mut sim, "deploy"), Err(CommandError::NotApplicable { .. })));
+    assert!(matches!(
+        inject(&mut sim, "deploy"),
+        Err(CommandError::NotApplicable { .. })
+    ));
     assert!(matches!(
         inject(&mut sim, "meteor"),
         Err(CommandError::UnknownInjection { .. })

@@ -14,8 +14,9 @@
 //!   2·2^k vCPUs and costs `price` × 2^k per hour (EC2 on-demand orders of magnitude:
 //!   m5.large ≈ $0.096/h, each size up doubles vCPUs and price). Each vCPU serves one
 //!   request at a time (log-normal, mean 200 ms, CV 0.5); requests wait in the instance's
-//!   queue; the client gives up after 10 s (failed). CPU = busy vCPUs / vCPUs, integrated
-//!   over time.
+//!   queue, at most 10 per vCPU (about 2 s of work; a full backlog answers 503 at once);
+//!   the client gives up after 10 s (failed). CPU = busy vCPUs / vCPUs, integrated over
+//!   time.
 //! - **Load balancer.** Round robin (the ALB default) over the instances in rotation. A
 //!   crashed or restarting instance stays in rotation until its health check notices (two
 //!   failed checks 10 s apart = 20 s), so requests sent to it fail meanwhile. With no
@@ -204,6 +205,10 @@ const HOP_LB: SimDuration = SimDuration::from_millis(10);
 /// Mean CPU time of one request on one vCPU.
 pub const SERVICE_MEAN: SimDuration = SimDuration::from_millis(200);
 const SERVICE_CV: f64 = 0.5;
+/// Each instance queues at most this many requests per vCPU (about 2 s of work); beyond
+/// that it refuses at once, so an overloaded instance still serves at full speed instead
+/// of working only on requests whose clients have already given up.
+pub const QUEUE_PER_VCPU: u32 = 10;
 /// Clients give up after this long.
 pub const CLIENT_TIMEOUT: SimDuration = SimDuration::from_secs(10);
 /// Time for the load balancer's health check to take a broken instance out of rotation
@@ -279,7 +284,9 @@ impl Phase {
     fn in_rotation(self) -> bool {
         matches!(
             self,
-            Phase::InService | Phase::Patching { detected: false } | Phase::Killed { detected: false }
+            Phase::InService
+                | Phase::Patching { detected: false }
+                | Phase::Killed { detected: false }
         )
     }
 
@@ -755,8 +762,7 @@ impl ScalingModel {
             return;
         };
         let instance = &mut self.instances[slot];
-        if instance.life != life || !matches!(instance.phase, Phase::InService | Phase::Draining)
-        {
+        if instance.life != life || !matches!(instance.phase, Phase::InService | Phase::Draining) {
             // Crashed, restarting or stopped: connection refused.
             self.fail(req, now, scheduler);
             return;
@@ -766,6 +772,9 @@ impl ScalingModel {
         let node = instance.node;
         if instance.busy() < instance.vcpus() {
             self.start(req, slot, now, scheduler);
+        } else if instance.queue.len() >= (instance.vcpus() * QUEUE_PER_VCPU) as usize {
+            // The accept backlog is full: the server answers 503 at once.
+            self.fail(req, now, scheduler);
         } else {
             instance.queue.push_back(req);
             self.core
@@ -867,13 +876,20 @@ impl ScalingModel {
         if instance.phase == Phase::Draining
             && instance.serving.is_empty()
             && instance.queue.is_empty()
-            && instance.inbound == 0 {
+            && instance.inbound == 0
+        {
             self.set_phase(slot, Phase::Off, now);
             self.check_deploy_done(now, scheduler);
         }
     }
 
-    fn launch(&mut self, slot: usize, size: usize, replacement: bool, scheduler: &mut Scheduler<Event>) {
+    fn launch(
+        &mut self,
+        slot: usize,
+        size: usize,
+        replacement: bool,
+        scheduler: &mut Scheduler<Event>,
+    ) {
         let now = scheduler.now();
         let version = self.image_version;
         let record = self.launches.len();
@@ -927,9 +943,10 @@ impl ScalingModel {
         self.set_phase(slot, Phase::InService, now);
         if replacement && self.deploy.is_some() {
             // Its replacement serves: deregister one old instance, which drains.
-            let old = self.instances.iter().position(|i| {
-                i.phase == Phase::InService && i.version < self.target_version
-            });
+            let old = self
+                .instances
+                .iter()
+                .position(|i| i.phase == Phase::InService && i.version < self.target_version);
             if let Some(old) = old {
                 self.set_phase(old, Phase::Draining, now);
                 self.maybe_terminate(old, now, scheduler);
@@ -1137,10 +1154,8 @@ impl ScalingModel {
                         slot as u16,
                         SimDuration::from_secs_f64(self.params.number("patch_time")),
                     );
-                    scheduler.schedule_in(
-                        HEALTH_DETECT,
-                        Event::PatchDetected { slot: slot16, life },
-                    );
+                    scheduler
+                        .schedule_in(HEALTH_DETECT, Event::PatchDetected { slot: slot16, life });
                     scheduler.schedule_in(
                         patch.max(HEALTH_DETECT),
                         Event::PatchDone { slot: slot16, life },
@@ -1281,7 +1296,8 @@ impl Model for ScalingModel {
             Event::Warm { slot, life } => self.warm(slot as usize, life, scheduler),
             Event::ResizeDone { slot, life } => {
                 let slot = slot as usize;
-                if self.instances[slot].life == life && self.instances[slot].phase == Phase::Resizing
+                if self.instances[slot].life == life
+                    && self.instances[slot].phase == Phase::Resizing
                 {
                     self.account(now);
                     self.instances[slot].size += 1;
@@ -1395,15 +1411,35 @@ impl LessonModel for ScalingModel {
         vec![
             f("cost", "Cost of the run", cost, "$"),
             f("cost_per_day", "Cost per real day", cost * per_day, "$"),
-            f("peak_instances", "Peak instances", self.peak_instances as f64, ""),
+            f(
+                "peak_instances",
+                "Peak instances",
+                self.peak_instances as f64,
+                "",
+            ),
             f("mean_cpu", "Mean CPU", self.mean_cpu() * 100.0, "%"),
-            f("time_over_target_s", "Time over CPU target", self.over_target_s, "s"),
+            f(
+                "time_over_target_s",
+                "Time over CPU target",
+                self.over_target_s,
+                "s",
+            ),
             f("resizes", "Resizes", self.resizes.len() as f64, ""),
             f("resize_downtime_s", "Resize downtime", resize, "s"),
             f("largest_vcpus", "Largest instance", largest as f64, "vCPUs"),
-            f("failed_during_deploy", "Failed during deploys", self.failed_during_deploy as f64, ""),
+            f(
+                "failed_during_deploy",
+                "Failed during deploys",
+                self.failed_during_deploy as f64,
+                "",
+            ),
             f("deploy_s", "Last deploy took", self.last_deploy_s, "s"),
-            f("outdated_instances", "Outdated instances", outdated as f64, ""),
+            f(
+                "outdated_instances",
+                "Outdated instances",
+                outdated as f64,
+                "",
+            ),
         ]
     }
 
