@@ -25,6 +25,7 @@ pub mod replication;
 pub mod retries;
 pub mod run;
 pub mod saga;
+pub mod scaling;
 pub mod sharding;
 pub mod sweep;
 
@@ -110,7 +111,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 18] = [
+    static CATALOG: [LessonSpec; 19] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -118,6 +119,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         event_routing::SPEC,
         saga::SPEC,
         cqrs::SPEC,
+        scaling::SPEC,
         peer_to_peer::SPEC,
         master_worker::SPEC,
         caching::SPEC,
