@@ -339,6 +339,7 @@ pub struct SessionsModel {
     imbalance_sum: f64,
     imbalance_windows: u64,
     store_time_total: SimDuration,
+    reads_started: u64,
     watch: Option<FairWatch>,
     core: ModelCore,
     gauge_users: GaugeId,
@@ -442,6 +443,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SessionsModel>
         imbalance_sum: 0.0,
         imbalance_windows: 0,
         store_time_total: SimDuration::ZERO,
+        reads_started: 0,
         watch: None,
         gauge_users: core.gauge("logged_in_users"),
         gauge_imbalance: core.gauge("load_imbalance_pct"),
@@ -478,6 +480,17 @@ impl SessionsModel {
     /// external store.
     pub fn sessions_on(&self, instance: usize) -> u32 {
         self.instances[instance].sessions
+    }
+
+    /// Requests routed to `instance` that have not left it yet (on the way, queued, in
+    /// service): what a crash of it fails.
+    pub fn assigned_on(&self, instance: usize) -> u32 {
+        self.instances[instance].assigned
+    }
+
+    /// The instance's state.
+    pub fn instance_state(&self, instance: usize) -> NodeState {
+        self.instances[instance].state
     }
 
     /// The lowest-numbered instance in rotation: the one `kill-instance` crashes.
@@ -720,6 +733,7 @@ impl SessionsModel {
             Some((out, _)) => {
                 let read = self.store_read_time();
                 self.store_time_total = self.store_time_total + read;
+                self.reads_started += 1;
                 let half = SimDuration::from_ticks(read.ticks() / 2);
                 self.store_reads += 1;
                 let stored = &mut self.reqs[req as usize];
@@ -1109,7 +1123,7 @@ impl LessonModel for SessionsModel {
                 watch.last_ratio * 100.0,
             ),
         };
-        let reads = self.core.metrics.counters().generated.max(1);
+        let reads = self.reads_started.max(1);
         let mut figures = vec![
             Figure {
                 key: "users_logged_out",
