@@ -56,7 +56,11 @@ fn external_store_never_logs_anyone_out() {
     for seed in 1..=5 {
         for id in ["kill-instance", "scale-in"] {
             let run = with_injection("external", id, seed, 120.0, 400.0);
-            assert_eq!(figure(run.as_ref(), "users_logged_out"), 0.0, "{id}, seed {seed}");
+            assert_eq!(
+                figure(run.as_ref(), "users_logged_out"),
+                0.0,
+                "{id}, seed {seed}"
+            );
             let local = with_injection("local", id, seed, 120.0, 400.0);
             assert!(
                 figure(local.as_ref(), "users_logged_out") > 50.0,
@@ -149,7 +153,10 @@ fn scale_in_loses_the_sessions_still_alive_when_the_drain_ends() {
     }
     let expected = (-30.0f64 / 180.0).exp();
     let share = total_lost / total_held;
-    assert!((share - expected).abs() < 0.05, "lost share {share}, expected {expected}");
+    assert!(
+        (share - expected).abs() < 0.05,
+        "lost share {share}, expected {expected}"
+    );
 
     // A drain longer than every session: it stops early, when its last user has left.
     let mut run = sim(&["session_store=local", "drain_timeout=3600"], 1);
@@ -177,8 +184,7 @@ fn the_store_read_adds_its_latency_to_every_request() {
         );
         local.run_until(secs(300.0));
         external.run_until(secs(300.0));
-        let difference =
-            (external.summary().latency_p50 - local.summary().latency_p50) * 1000.0;
+        let difference = (external.summary().latency_p50 - local.summary().latency_p50) * 1000.0;
         let tolerance = (0.1 * latency).max(1.0);
         assert!(
             (difference - latency).abs() < tolerance,
@@ -199,7 +205,10 @@ fn a_slow_store_slows_every_request_down() {
     run.run_until(secs(300.0));
     // Every read takes 5 ms × 10 instead of 5 ms: every request 45 ms later.
     let difference = (run.summary().latency_p50 - normal.summary().latency_p50) * 1000.0;
-    assert!((difference - 45.0).abs() < 4.5, "p50 difference {difference} ms");
+    assert!(
+        (difference - 45.0).abs() < 4.5,
+        "p50 difference {difference} ms"
+    );
     inject(run.as_mut(), "restore");
     let log = run.log().entries();
     let store = run.topology().find("store").unwrap();
@@ -252,7 +261,10 @@ fn a_new_instance_takes_its_share_at_once_only_when_stateless() {
 
         let sticky = with_injection("local", "scale-out", seed, 120.0, 150.0);
         assert!(figure(sticky.as_ref(), "new_instance_share_pct") < 50.0);
-        assert!(figure(sticky.as_ref(), "fair_share_time") >= 30.0, "still counting");
+        assert!(
+            figure(sticky.as_ref(), "fair_share_time") >= 30.0,
+            "still counting"
+        );
     }
     // Sticky: the new instance holds (1 − e^(−t/L)) of its fair share of sessions after
     // t seconds; at t = L that is 63 %. Averaged over seeds.
@@ -268,7 +280,10 @@ fn a_new_instance_takes_its_share_at_once_only_when_stateless() {
     }
     let ratio = ratio_sum / 6.0;
     let expected = 1.0 - (-1.0f64).exp();
-    assert!((ratio - expected).abs() < 0.08, "share {ratio}, expected {expected}");
+    assert!(
+        (ratio - expected).abs() < 0.08,
+        "share {ratio}, expected {expected}"
+    );
 }
 
 #[test]
@@ -296,7 +311,10 @@ fn injections_that_do_not_apply_are_refused() {
             Err(CommandError::NotApplicable { .. })
         )
     };
-    assert!(refused(&mut local, "store-slow"), "no store with local sessions");
+    assert!(
+        refused(&mut local, "store-slow"),
+        "no store with local sessions"
+    );
     assert!(refused(&mut local, "restore"), "nothing to restore");
     inject(&mut local, "scale-out");
     inject(&mut local, "scale-out");
@@ -305,7 +323,10 @@ fn injections_that_do_not_apply_are_refused() {
     inject(&mut local, "kill-instance");
     inject(&mut local, "kill-instance");
     inject(&mut local, "kill-instance");
-    assert!(refused(&mut local, "kill-instance"), "the last instance stays");
+    assert!(
+        refused(&mut local, "kill-instance"),
+        "the last instance stays"
+    );
     assert!(refused(&mut local, "scale-in"), "the last instance stays");
     inject(&mut local, "restore");
     assert!(matches!(
@@ -323,7 +344,13 @@ fn injections_that_do_not_apply_are_refused() {
 
 #[test]
 fn every_request_is_accounted_for_under_commands() {
-    let ids = ["kill-instance", "scale-out", "scale-in", "store-slow", "restore"];
+    let ids = [
+        "kill-instance",
+        "scale-out",
+        "scale-in",
+        "store-slow",
+        "restore",
+    ];
     for store in ["local", "external"] {
         for seed in 1..=3 {
             let setting = format!("session_store={store}");

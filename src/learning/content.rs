@@ -177,6 +177,10 @@ const FILES: &[(&str, &str)] = &[
     ("saga", include_str!("../../content/lessons/saga.json")),
     ("cqrs", include_str!("../../content/lessons/cqrs.json")),
     (
+        "sessions",
+        include_str!("../../content/lessons/sessions.json"),
+    ),
+    (
         "caching",
         include_str!("../../content/lessons/caching.json"),
     ),

@@ -244,11 +244,23 @@ pub enum Store {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     UserArrival,
-    UserRequest { user: u32, serial: u32 },
-    UserLeaves { user: u32, serial: u32 },
+    UserRequest {
+        user: u32,
+        serial: u32,
+    },
+    UserLeaves {
+        user: u32,
+        serial: u32,
+    },
     /// A request finished its current stage (a hop, the store read, its service).
-    Step { req: u32, serial: u32 },
-    DrainEnd { instance: u8, life: u32 },
+    Step {
+        req: u32,
+        serial: u32,
+    },
+    DrainEnd {
+        instance: u8,
+        life: u32,
+    },
     Window,
 }
 
@@ -363,15 +375,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SessionsModel>
     let users_node = topology.add_node("users", "Users", NodeKind::Source, 0.0, 0.45);
     let balancer = topology.add_node("balancer", "Load balancer", NodeKind::Router, 0.24, 0.45);
     let responses = topology.add_node("responses", "Responses", NodeKind::Sink, 1.0, 0.3);
-    let store_node = (store == Store::External).then(|| {
-        topology.add_node(
-            "store",
-            "Session store",
-            NodeKind::Store,
-            0.88,
-            0.85,
-        )
-    });
+    let store_node = (store == Store::External)
+        .then(|| topology.add_node("store", "Session store", NodeKind::Store, 0.88, 0.85));
     let edge_in = topology.add_edge(users_node, balancer);
     let mut instances = Vec::new();
     for index in 0..slots {
@@ -411,7 +416,11 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SessionsModel>
             latency: LatencyHistogram::new(COMPACT),
         });
     }
-    let core = ModelCore::new(vec!["logged_in_users", "load_imbalance_pct", "users_logged_out"]);
+    let core = ModelCore::new(vec![
+        "logged_in_users",
+        "load_imbalance_pct",
+        "users_logged_out",
+    ]);
     let mut model = SessionsModel {
         params: params.clone(),
         store,
