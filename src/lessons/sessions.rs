@@ -374,9 +374,11 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<SessionsModel>
     let mut topology = Topology::default();
     let users_node = topology.add_node("users", "Users", NodeKind::Source, 0.0, 0.45);
     let balancer = topology.add_node("balancer", "Load balancer", NodeKind::Router, 0.24, 0.45);
-    let responses = topology.add_node("responses", "Responses", NodeKind::Sink, 1.0, 0.3);
+    // Responses up and the store down when there is a store, so their edges fan apart.
+    let responses_y = if store == Store::External { 0.2 } else { 0.45 };
+    let responses = topology.add_node("responses", "Responses", NodeKind::Sink, 1.0, responses_y);
     let store_node = (store == Store::External)
-        .then(|| topology.add_node("store", "Session store", NodeKind::Store, 0.88, 0.85));
+        .then(|| topology.add_node("store", "Session store", NodeKind::Store, 0.86, 0.82));
     let edge_in = topology.add_edge(users_node, balancer);
     let mut instances = Vec::new();
     for index in 0..slots {
@@ -1147,15 +1149,21 @@ impl LessonModel for SessionsModel {
                 unit: "×",
             },
             Figure {
-                key: "requests_failed",
-                label: "Requests failed or refused",
-                value: (counters.failed + counters.rejected) as f64,
-                unit: "",
+                key: "store_read_ms",
+                label: "Session read per request (mean)",
+                value: self.store_time_total.as_secs_f64() * 1000.0 / reads as f64,
+                unit: "ms",
             },
             Figure {
                 key: "logged_in_users",
                 label: "Users logged in",
                 value: self.users.len() as f64,
+                unit: "",
+            },
+            Figure {
+                key: "requests_failed",
+                label: "Requests failed or refused",
+                value: (counters.failed + counters.rejected) as f64,
                 unit: "",
             },
             Figure {
@@ -1169,12 +1177,6 @@ impl LessonModel for SessionsModel {
                 label: "New instance's load (of its fair share)",
                 value: share,
                 unit: "%",
-            },
-            Figure {
-                key: "store_read_ms",
-                label: "Session read per request (mean)",
-                value: self.store_time_total.as_secs_f64() * 1000.0 / reads as f64,
-                unit: "ms",
             },
         ];
         for (index, instance) in self.instances.iter().enumerate() {
