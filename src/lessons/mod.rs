@@ -26,6 +26,7 @@ pub mod retries;
 pub mod run;
 pub mod saga;
 pub mod scaling;
+pub mod sessions;
 pub mod sharding;
 pub mod sweep;
 
@@ -111,7 +112,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 19] = [
+    static CATALOG: [LessonSpec; 20] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -119,6 +120,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         event_routing::SPEC,
         saga::SPEC,
         cqrs::SPEC,
+        sessions::SPEC,
         scaling::SPEC,
         peer_to_peer::SPEC,
         master_worker::SPEC,
