@@ -184,6 +184,7 @@ const FILES: &[(&str, &str)] = &[
         "sharding",
         include_str!("../../content/lessons/sharding.json"),
     ),
+    ("cdn", include_str!("../../content/lessons/cdn.json")),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

@@ -6,6 +6,7 @@
 
 pub mod bulkhead;
 pub mod caching;
+pub mod cdn;
 pub mod circuit_breaker;
 pub mod core;
 pub mod coupling;
@@ -107,7 +108,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 15] = [
+    static CATALOG: [LessonSpec; 16] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -116,6 +117,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         saga::SPEC,
         cqrs::SPEC,
         caching::SPEC,
+        cdn::SPEC,
         sharding::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
