@@ -141,7 +141,10 @@ fn the_hit_ratio_rises_with_the_ttl_and_with_the_cache_size() {
     }
     // A zero TTL never hits; a zero-size cache never hits.
     assert_eq!(figure(&run_to(&["ttl=0"], 4, 60.0), "hit_ratio"), 0.0);
-    assert_eq!(figure(&run_to(&["cache_size=0"], 4, 60.0), "hit_ratio"), 0.0);
+    assert_eq!(
+        figure(&run_to(&["cache_size=0"], 4, 60.0), "hit_ratio"),
+        0.0
+    );
 }
 
 #[test]
@@ -156,16 +159,33 @@ fn revalidation_with_a_zero_ttl_saves_bytes_but_not_requests() {
 
 #[test]
 fn stale_responses_need_updates_and_a_ttl_and_grow_with_the_ttl() {
-    assert_eq!(run_to(&["ttl=0", "update_rate=5"], 6, 200.0).model.stale_responses(), 0);
-    assert_eq!(run_to(&["ttl=3600", "update_rate=0"], 6, 200.0).model.stale_responses(), 0);
+    assert_eq!(
+        run_to(&["ttl=0", "update_rate=5"], 6, 200.0)
+            .model
+            .stale_responses(),
+        0
+    );
+    assert_eq!(
+        run_to(&["ttl=3600", "update_rate=0"], 6, 200.0)
+            .model
+            .stale_responses(),
+        0
+    );
     let mut previous = 0;
     for ttl in ["5", "30", "120", "600"] {
-        let stale = run_to(&[&format!("ttl={ttl}")], 6, 200.0).model.stale_responses();
+        let stale = run_to(&[&format!("ttl={ttl}")], 6, 200.0)
+            .model
+            .stale_responses();
         assert!(stale > previous, "ttl {ttl}: {stale} stale ≤ {previous}");
         previous = stale;
     }
     // Without edges nothing is ever stale.
-    assert_eq!(run_to(&["edge=off", "ttl=600"], 6, 200.0).model.stale_responses(), 0);
+    assert_eq!(
+        run_to(&["edge=off", "ttl=600"], 6, 200.0)
+            .model
+            .stale_responses(),
+        0
+    );
 }
 
 #[test]
@@ -176,7 +196,10 @@ fn invalidation_empties_every_edge_stops_staleness_and_bursts_the_origin() {
     LessonRun::run_until(&mut run, secs(155.0));
     let stale_growth_before = run.model.stale_responses() - stale_before;
     let origin_growth_before = run.model.origin_requests() - origin_before;
-    assert!(stale_growth_before > 20, "stale growth {stale_growth_before}");
+    assert!(
+        stale_growth_before > 20,
+        "stale growth {stale_growth_before}"
+    );
     inject(&mut run, "invalidate");
     assert_eq!(run.model.cached_per_edge(), vec![0, 0, 0, 0]);
     let (stale_at, origin_at) = (run.model.stale_responses(), run.model.origin_requests());
@@ -213,7 +236,10 @@ fn with_the_origin_down_edges_keep_serving_and_without_them_everything_fails() {
     assert_eq!(origin_state(&on), NodeState::Down);
     assert!(on.log().entries().iter().any(|entry| matches!(
         entry.what,
-        Notable::StateChanged { to: NodeState::Down, .. }
+        Notable::StateChanged {
+            to: NodeState::Down,
+            ..
+        }
     )));
     LessonRun::run_until(&mut on, secs(down_at + 60.0));
     LessonRun::run_until(&mut off, secs(down_at + 60.0));
@@ -258,7 +284,12 @@ fn a_viral_object_misses_once_per_edge_then_hits() {
     assert_eq!(fetched, REGIONS.len() as f64);
     let viral = on.model.viral_item() as usize;
     for region in 0..REGIONS.len() {
-        assert!(on.model.edge_cache(region).unwrap().peek(viral as u32).is_some());
+        assert!(on
+            .model
+            .edge_cache(region)
+            .unwrap()
+            .peek(viral as u32)
+            .is_some());
     }
     // Without edges every viral request goes to the origin: about 30% of 150 req/s.
     let direct = figure(&off, "viral_origin_fetches");
@@ -275,7 +306,11 @@ fn a_viral_object_misses_once_per_edge_then_hits() {
 fn collapsing_turns_simultaneous_misses_into_one_origin_request() {
     // A zero TTL: every request needs the origin, so misses overlap constantly.
     let on = run_to(&["ttl=0", "request_rate=400", "zipf_s=1.2"], 10, 120.0);
-    let off = run_to(&["ttl=0", "request_rate=400", "zipf_s=1.2", "coalesce=off"], 10, 120.0);
+    let off = run_to(
+        &["ttl=0", "request_rate=400", "zipf_s=1.2", "coalesce=off"],
+        10,
+        120.0,
+    );
     assert_eq!(figure(&off, "collapsed"), 0.0);
     let collapsed = figure(&on, "collapsed");
     assert!(collapsed > 1000.0, "{collapsed}");
@@ -310,7 +345,10 @@ fn injections_that_do_not_apply_are_refused() {
     assert!(refused(&mut off, "invalidate"));
     assert!(refused(&mut off, "restore"));
     let mut on = sim(&["edge=on"], 1);
-    assert!(refused(&mut on, "invalidate"), "nothing cached at time zero");
+    assert!(
+        refused(&mut on, "invalidate"),
+        "nothing cached at time zero"
+    );
     LessonRun::run_until(&mut on, secs(10.0));
     inject(&mut on, "origin-down");
     assert!(refused(&mut on, "origin-down"));

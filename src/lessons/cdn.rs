@@ -180,7 +180,12 @@ const fn number(
     }
 }
 
-const fn toggle(name: &'static str, label: &'static str, help: &'static str, default: bool) -> ParamSpec {
+const fn toggle(
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    default: bool,
+) -> ParamSpec {
     ParamSpec {
         name,
         label,
@@ -277,18 +282,34 @@ const INJECTIONS: &[InjectionSpec] = &[
 pub enum Event {
     Arrival,
     Update,
-    ViralEnd { burst: u32 },
+    ViralEnd {
+        burst: u32,
+    },
     Tick,
     /// A user's request reached its edge.
-    AtEdge { req: u32 },
+    AtEdge {
+        req: u32,
+    },
     /// A request (a user's, or an edge's fetch) reached the origin.
-    AtOrigin { req: u32 },
-    OriginDone { req: u32, life: u32 },
-    OriginTimeout { req: u32 },
+    AtOrigin {
+        req: u32,
+    },
+    OriginDone {
+        req: u32,
+        life: u32,
+    },
+    OriginTimeout {
+        req: u32,
+    },
     /// The origin's answer (or its failure) is back at the edge.
-    FetchBack { req: u32, ok: bool },
+    FetchBack {
+        req: u32,
+        ok: bool,
+    },
     /// The response reached the user: the request completes.
-    Reply { req: u32 },
+    Reply {
+        req: u32,
+    },
 }
 
 struct Req {
@@ -386,8 +407,11 @@ fn steady(rate: f64) -> TrafficShape {
 }
 
 fn zipf_for(params: &ParamValues) -> Zipf {
-    Zipf::new(params.integer("object_count") as u64, params.number("zipf_s"))
-        .expect("object_count ≥ 100 and zipf_s in [0, 2] are valid")
+    Zipf::new(
+        params.integer("object_count") as u64,
+        params.number("zipf_s"),
+    )
+    .expect("object_count ≥ 100 and zipf_s in [0, 2] are valid")
 }
 
 /// Half of a round trip of `rtt_ms` milliseconds (one direction), in ticks.
@@ -421,8 +445,13 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CdnModel> {
             );
         }
     }
-    let origin_queue_node =
-        topology.add_node("origin-queue", "Waiting at origin", NodeKind::Queue, 0.8, 0.8);
+    let origin_queue_node = topology.add_node(
+        "origin-queue",
+        "Waiting at origin",
+        NodeKind::Queue,
+        0.8,
+        0.8,
+    );
     let origin_node = topology.add_node("origin", "Origin us-east-1", NodeKind::Server, 0.93, 0.3);
     topology.add_edge(origin_queue_node, origin_node);
     let mut e_user_out = [EdgeId(0); 4];
@@ -601,7 +630,15 @@ impl CdnModel {
         self.params.integer("origin_servers") as u32
     }
 
-    fn travel(&mut self, req: u32, edge: EdgeId, hop: SimDuration, event: Event, now: SimTime, scheduler: &mut Scheduler<Event>) {
+    fn travel(
+        &mut self,
+        req: u32,
+        edge: EdgeId,
+        hop: SimDuration,
+        event: Event,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) {
         if let Some(entry) = self.requests.get(&req) {
             self.core.requests.move_to(
                 entry.key,
@@ -755,7 +792,8 @@ impl CdnModel {
                     since: now,
                 },
             );
-            let timer = scheduler.schedule_timer_in(ORIGIN_WAIT_TIMEOUT, Event::OriginTimeout { req });
+            let timer =
+                scheduler.schedule_timer_in(ORIGIN_WAIT_TIMEOUT, Event::OriginTimeout { req });
             if let Some(entry) = self.requests.get_mut(&req) {
                 entry.timer = Some(timer);
             }
@@ -823,7 +861,14 @@ impl CdnModel {
         let region = entry.region;
         if self.edge_on {
             let (link, hop) = (self.e_edge_back[region], edge_origin_hop(region));
-            self.travel(req, link, hop, Event::FetchBack { req, ok: true }, now, scheduler);
+            self.travel(
+                req,
+                link,
+                hop,
+                Event::FetchBack { req, ok: true },
+                now,
+                scheduler,
+            );
         } else {
             self.counts.delivered += 1;
             let (link, hop) = (self.e_user_back[region], user_origin_hop(region));
@@ -851,7 +896,14 @@ impl CdnModel {
         if self.edge_on {
             let region = entry.region;
             let (link, hop) = (self.e_edge_back[region], edge_origin_hop(region));
-            self.travel(req, link, hop, Event::FetchBack { req, ok: false }, now, scheduler);
+            self.travel(
+                req,
+                link,
+                hop,
+                Event::FetchBack { req, ok: false },
+                now,
+                scheduler,
+            );
         } else {
             self.fail(req, now, scheduler);
         }
@@ -875,7 +927,8 @@ impl CdnModel {
             if generation == edge.generation {
                 let current = edge.store.peek(item).map(|copy| copy.version);
                 if current.is_none_or(|held| held <= version) {
-                    edge.store.put(item, version, now + ttl, false, &mut Vec::new());
+                    edge.store
+                        .put(item, version, now + ttl, false, &mut Vec::new());
                 }
             }
             Some(version)
@@ -963,7 +1016,11 @@ impl CdnModel {
 
     fn set_origin_state(&mut self, up: bool, now: SimTime) {
         self.origin_up = up;
-        let to = if up { NodeState::Healthy } else { NodeState::Down };
+        let to = if up {
+            NodeState::Healthy
+        } else {
+            NodeState::Down
+        };
         self.core.log.push(
             now,
             Notable::StateChanged {
@@ -973,7 +1030,11 @@ impl CdnModel {
         );
     }
 
-    fn origin_down(&mut self, now: SimTime, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
+    fn origin_down(
+        &mut self,
+        now: SimTime,
+        scheduler: &mut Scheduler<Event>,
+    ) -> Result<(), CommandError> {
         if !self.origin_up {
             return Err(CommandError::NotApplicable {
                 reason: "the origin is already down; restore it first".into(),
@@ -1234,7 +1295,10 @@ impl LessonModel for CdnModel {
             figure(
                 "cached_objects",
                 "Objects cached (all edges)",
-                self.edges.iter().map(|edge| edge.store.len()).sum::<usize>() as f64,
+                self.edges
+                    .iter()
+                    .map(|edge| edge.store.len())
+                    .sum::<usize>() as f64,
                 "",
             ),
         ]);
