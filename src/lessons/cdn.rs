@@ -140,6 +140,9 @@ pub const REGIONS: [Region; 4] = [
     },
 ];
 
+/// Index of Asia-Pacific in [`REGIONS`], the far region the comparison shows first.
+const AP: usize = 2;
+
 const NODE_KEYS: [(&str, &str); 4] = [
     ("users-na", "edge-na"),
     ("users-eu", "edge-eu"),
@@ -1201,15 +1204,22 @@ impl LessonModel for CdnModel {
                 "req/s",
             ),
             figure(
-                "origin_offload_pct",
-                "Origin offload",
-                offload(c.origin_requests, c.requests),
-                "%",
-            ),
-            figure(
                 "hit_ratio",
                 "Edge hit ratio",
                 100.0 * ratio(c.hits as f64, c.edge_lookups as f64),
+                "%",
+            ),
+            // The side-by-side view shows the first four figures: the far region's median.
+            figure(
+                "latency_p50_ap_ms",
+                "p50 Asia-Pacific",
+                1000.0 * self.latency[AP].quantile_secs(0.5),
+                "ms",
+            ),
+            figure(
+                "origin_offload_pct",
+                "Origin offload",
+                offload(c.origin_requests, c.requests),
                 "%",
             ),
             figure(
@@ -1249,7 +1259,7 @@ impl LessonModel for CdnModel {
             "p99 Asia-Pacific",
             "p99 S. America",
         ];
-        for r in 0..REGIONS.len() {
+        for r in (0..REGIONS.len()).filter(|&r| r != AP) {
             figures.push(figure(
                 P50[r],
                 P50_LABELS[r],

@@ -56,7 +56,7 @@ test('edges answer nearby; invalidation empties them; the origin fails and edges
   await page.waitForTimeout(800);
   await page.click('.play');
   await screenshot(page, 'cdn-origin-down');
-  await seek(page, 120);
+  await seek(page, 150);
   assert.ok((await figure(page, 'stale_if_error')) > 100, 'expired copies served while the origin is down');
   assert.ok((await figure(page, 'hit_ratio')) > 30, 'fresh copies still hit');
   await page.click('[data-injection="restore"]');
