@@ -435,7 +435,8 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<CdnModel> {
             NODE_KEYS[r].0,
             &format!("Users {}", region.name),
             NodeKind::Source,
-            0.02,
+            // Far enough from the left edge for the centred label ("Users Asia-Pacific").
+            0.07,
             rows[r],
         );
         if edge_on {
