@@ -6,6 +6,7 @@
 
 pub mod bulkhead;
 pub mod caching;
+pub mod cdn;
 pub mod circuit_breaker;
 pub mod core;
 pub mod coupling;
@@ -112,7 +113,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 20] = [
+    static CATALOG: [LessonSpec; 21] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -125,6 +126,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         peer_to_peer::SPEC,
         master_worker::SPEC,
         caching::SPEC,
+        cdn::SPEC,
         replication::SPEC,
         sharding::SPEC,
         failover::SPEC,
