@@ -14,6 +14,7 @@ pub mod disaster_recovery;
 pub mod event_routing;
 pub mod failover;
 pub mod journal;
+pub mod load_balancing;
 pub mod load_leveling;
 pub mod params;
 pub mod pub_sub;
@@ -107,10 +108,11 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 15] = [
+    static CATALOG: [LessonSpec; 16] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
+        load_balancing::SPEC,
         pub_sub::SPEC,
         event_routing::SPEC,
         saga::SPEC,
