@@ -88,8 +88,9 @@ fn detection_takes_exactly_the_unhealthy_threshold_of_probes_after_the_crash() {
             LessonRun::run_until(&mut run, secs(kill_at + interval * threshold as f64 + 1.0));
             assert!(!run.model.in_rotation(0));
             assert_eq!(node_state(&run, "target-1"), NodeState::Draining);
-            let expected =
-                next_probe(&run, 0, interval, kill_at) + (threshold - 1) as f64 * interval - kill_at;
+            let expected = next_probe(&run, 0, interval, kill_at)
+                + (threshold - 1) as f64 * interval
+                - kill_at;
             let detection = figure(&run, "detection_s");
             assert!(
                 (detection - expected).abs() < 1e-5,
@@ -129,10 +130,9 @@ fn a_restored_server_returns_after_the_healthy_threshold_of_passed_probes() {
             LessonRun::run_until(&mut run, secs(restore_at + (healthy + 1) as f64 * interval));
             assert!(run.model.in_rotation(0));
             // The probe's answer takes its 5 ms of work on an idle full-speed server.
-            let expected = next_probe(&run, 0, interval, restore_at)
-                + (healthy - 1) as f64 * interval
-                + 0.005
-                - restore_at;
+            let expected =
+                next_probe(&run, 0, interval, restore_at) + (healthy - 1) as f64 * interval + 0.005
+                    - restore_at;
             let back = figure(&run, "return_s");
             assert!(
                 (back - expected).abs() < 1e-5,
@@ -165,8 +165,14 @@ fn a_target_out_of_rotation_gets_no_new_requests() {
         }
         LessonRun::run_until(&mut run, secs(120.0));
         assert!(run.model.in_rotation(0));
-        assert!(run.model.routed()[0] > routed, "{algorithm}: back in rotation");
-        assert_eq!(run.summary().failed as f64, figure(&run, "errors_during_detection"));
+        assert!(
+            run.model.routed()[0] > routed,
+            "{algorithm}: back in rotation"
+        );
+        assert_eq!(
+            run.summary().failed as f64,
+            figure(&run, "errors_during_detection")
+        );
         run.check_conservation().unwrap();
     }
 }
@@ -193,7 +199,10 @@ fn with_every_check_failing_the_load_balancer_fails_open_and_keeps_serving() {
     LessonRun::run_until(&mut run, secs(150.0));
     // Failing open: every target still gets requests, and they succeed.
     for (now, then) in run.model.routed().iter().zip(&before) {
-        assert!(now - then > 500, "every target gets its share: {now} vs {then}");
+        assert!(
+            now - then > 500,
+            "every target gets its share: {now} vs {then}"
+        );
     }
     assert_eq!(run.summary().failed, 0);
     assert_eq!(run.summary().rejected, 0);
@@ -205,7 +214,10 @@ fn with_every_check_failing_the_load_balancer_fails_open_and_keeps_serving() {
     let open = (back - fail_open_at[0]).as_secs_f64();
     assert!((figure(&run, "fail_open_s") - open).abs() < 1e-6);
     // Back after the first target passes five probes: 20 to 25 s after the restore.
-    assert!(back.as_secs_f64() > 170.0 && back.as_secs_f64() <= 175.1, "{back}");
+    assert!(
+        back.as_secs_f64() > 170.0 && back.as_secs_f64() <= 175.1,
+        "{back}"
+    );
     run.check_conservation().unwrap();
 }
 
@@ -244,22 +256,46 @@ fn two_random_choices_beat_one_on_unequal_servers() {
     for seed in 1..=5 {
         let random = p99(&["algorithm=random"], seed, None);
         let two = p99(&["algorithm=power-of-two"], seed, None);
-        assert!(two < random, "seed {seed}: power of two {two} vs random {random}");
+        assert!(
+            two < random,
+            "seed {seed}: power of two {two} vs random {random}"
+        );
         // The gap widens with the load (Mitzenmacher: exponentially in the queue length).
         let random = p99(&["algorithm=random", "load=90"], seed, None);
         let two = p99(&["algorithm=power-of-two", "load=90"], seed, None);
-        assert!(two < 0.75 * random, "seed {seed} at 90 req/s: {two} vs {random}");
+        assert!(
+            two < 0.75 * random,
+            "seed {seed} at 90 req/s: {two} vs {random}"
+        );
     }
 }
 
 #[test]
 fn least_outstanding_routes_around_a_slow_server_and_round_robin_does_not() {
     for seed in 1..=5 {
-        let rr = p99(&["algorithm=round-robin"], seed, Some((30.0, "slow-server")));
-        let lor = p99(&["algorithm=least-outstanding"], seed, Some((30.0, "slow-server")));
-        assert!(lor < 0.5 * rr, "seed {seed}: least outstanding {lor} vs round robin {rr}");
-        let p2c = p99(&["algorithm=power-of-two"], seed, Some((30.0, "slow-server")));
-        assert!(p2c < 0.5 * rr, "seed {seed}: power of two {p2c} vs round robin {rr}");
+        let rr = p99(
+            &["algorithm=round-robin"],
+            seed,
+            Some((30.0, "slow-server")),
+        );
+        let lor = p99(
+            &["algorithm=least-outstanding"],
+            seed,
+            Some((30.0, "slow-server")),
+        );
+        assert!(
+            lor < 0.5 * rr,
+            "seed {seed}: least outstanding {lor} vs round robin {rr}"
+        );
+        let p2c = p99(
+            &["algorithm=power-of-two"],
+            seed,
+            Some((30.0, "slow-server")),
+        );
+        assert!(
+            p2c < 0.5 * rr,
+            "seed {seed}: power of two {p2c} vs round robin {rr}"
+        );
     }
     // Round robin keeps sending the slow server its equal share until its checks time
     // out; least outstanding sends it fewer from the start.
@@ -315,7 +351,10 @@ fn round_robin_shares_are_equal_and_layer_4_skews_them() {
     let l4 = shares("layer-4");
     let max = l4.iter().cloned().fold(0.0, f64::max);
     let min = l4.iter().cloned().fold(100.0, f64::min);
-    assert!(max > 26.0 && min < 14.0, "connections carry unequal load: {l4:?}");
+    assert!(
+        max > 26.0 && min < 14.0,
+        "connections carry unequal load: {l4:?}"
+    );
     assert!((l4.iter().sum::<f64>() - 100.0).abs() < 1e-6);
 }
 

@@ -253,17 +253,34 @@ pub enum Job {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     Arrival,
-    AtBalancer { req: u32 },
-    AtTarget { req: u32 },
-    AtQueue { req: u32 },
+    AtBalancer {
+        req: u32,
+    },
+    AtTarget {
+        req: u32,
+    },
+    AtQueue {
+        req: u32,
+    },
     /// A server finished a job (ignored if the server crashed since: `life` differs).
-    Done { server: u16, life: u32, job: Job },
+    Done {
+        server: u16,
+        life: u32,
+        job: Job,
+    },
     /// The response reached the client.
-    Replied { req: u32 },
+    Replied {
+        req: u32,
+    },
     /// The health checker of a target sends a probe.
-    Probe { server: u16 },
+    Probe {
+        server: u16,
+    },
     /// A probe's deadline.
-    ProbeTimeout { server: u16, seq: u32 },
+    ProbeTimeout {
+        server: u16,
+        seq: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -473,7 +490,11 @@ impl LoadBalancingModel {
     pub fn speed(&self, i: usize) -> f64 {
         let n = self.servers.len();
         let spread = self.params.number("speed_spread");
-        let slow = if self.servers[i].slow { SLOW_FACTOR } else { 1.0 };
+        let slow = if self.servers[i].slow {
+            SLOW_FACTOR
+        } else {
+            1.0
+        };
         (1.0 - spread * i as f64 / (n - 1) as f64) / slow
     }
 
@@ -866,27 +887,23 @@ impl LoadBalancingModel {
 
     fn set_outstanding_gauge(&mut self, server: usize, now: SimTime) {
         let value = self.servers[server].outstanding as i64;
-        self.core
-            .metrics
-            .set_gauge(self.gauges[server], now, value);
+        self.core.metrics.set_gauge(self.gauges[server], now, value);
     }
 
     fn update_rotation_gauge(&mut self, now: SimTime) {
         let count = self.servers.iter().filter(|s| s.in_rotation).count() as i64;
-        self.core
-            .metrics
-            .set_gauge(self.gauge_rotation, now, count);
+        self.core.metrics.set_gauge(self.gauge_rotation, now, count);
     }
 
     fn kill_server(&mut self, scheduler: &mut Scheduler<Event>) -> Result<(), CommandError> {
         let now = scheduler.now();
-        let server = self
-            .servers
-            .iter()
-            .position(|s| s.up)
-            .ok_or_else(|| CommandError::NotApplicable {
-                reason: "every server has already crashed".into(),
-            })?;
+        let server =
+            self.servers
+                .iter()
+                .position(|s| s.up)
+                .ok_or_else(|| CommandError::NotApplicable {
+                    reason: "every server has already crashed".into(),
+                })?;
         let s = &mut self.servers[server];
         s.up = false;
         s.life += 1;
