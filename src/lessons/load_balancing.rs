@@ -374,9 +374,12 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<LoadBalancingM
     let interval = secs(params.number("check_interval"));
     let mut servers = Vec::with_capacity(n);
     for i in 0..n {
-        let y = i as f32 / (n - 1) as f32;
-        // With six rows a queue's label would touch the next row's count: stagger them.
-        let queue_x = if n >= 6 && i % 2 == 1 { 0.6 } else { 0.53 };
+        // Rows inset so the top queue's count and the bottom queue's name stay inside the
+        // picture; a queue's name (below it) would sit right on the next row's count
+        // (above it), so alternate queues are shifted right: each text lines up with its
+        // own box.
+        let y = 0.06 + 0.88 * i as f32 / (n - 1) as f32;
+        let queue_x = if i % 2 == 1 { 0.63 } else { 0.5 };
         let target_node = topology.add_node(
             &format!("target-{}", i + 1),
             &format!("Target {}", i + 1),
