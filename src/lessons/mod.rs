@@ -15,6 +15,7 @@ pub mod disaster_recovery;
 pub mod event_routing;
 pub mod failover;
 pub mod journal;
+pub mod load_balancing;
 pub mod load_leveling;
 pub mod master_worker;
 pub mod params;
@@ -113,7 +114,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 21] = [
+    static CATALOG: [LessonSpec; 22] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -121,6 +122,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         event_routing::SPEC,
         saga::SPEC,
         cqrs::SPEC,
+        load_balancing::SPEC,
         sessions::SPEC,
         scaling::SPEC,
         peer_to_peer::SPEC,
