@@ -73,8 +73,8 @@ use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::caching::CacheStore;
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::number;
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
-use super::params::{number};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
 };
