@@ -177,6 +177,10 @@ const FILES: &[(&str, &str)] = &[
     ("saga", include_str!("../../content/lessons/saga.json")),
     ("cqrs", include_str!("../../content/lessons/cqrs.json")),
     (
+        "microservices",
+        include_str!("../../content/lessons/microservices.json"),
+    ),
+    (
         "caching",
         include_str!("../../content/lessons/caching.json"),
     ),
