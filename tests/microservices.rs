@@ -66,8 +66,14 @@ fn a_memory_leak_takes_every_monolith_page_down_but_only_recommendations_in_micr
         let leak = [(30.0, "memory-leak")];
         let mono = scenario(&["architecture=monolith"], seed, &leak, 300.0);
         let micro = scenario(&["architecture=microservices"], seed, &leak, 300.0);
-        assert!(figure(&mono, "oom_crashes") >= 6.0, "seed {seed}: the monolith crash-loops");
-        assert!(figure(&micro, "oom_crashes") >= 6.0, "seed {seed}: so do recommendations");
+        assert!(
+            figure(&mono, "oom_crashes") >= 6.0,
+            "seed {seed}: the monolith crash-loops"
+        );
+        assert!(
+            figure(&micro, "oom_crashes") >= 6.0,
+            "seed {seed}: so do recommendations"
+        );
         for key in PAGE_FIGURES {
             let (m, s) = (figure(&mono, key), figure(&micro, key));
             assert!(m < 90.0, "seed {seed}: monolith {key} = {m}%");
@@ -80,7 +86,10 @@ fn a_memory_leak_takes_every_monolith_page_down_but_only_recommendations_in_micr
         // Only recommendations processes ever crash in microservices.
         let model = &micro.model;
         let recs = model.processes_of(1);
-        assert!(model.crashes().iter().all(|crash| recs.contains(&crash.instance)));
+        assert!(model
+            .crashes()
+            .iter()
+            .all(|crash| recs.contains(&crash.instance)));
     }
 }
 
@@ -269,14 +278,20 @@ fn an_oom_crash_happens_exactly_when_memory_reaches_the_limit() {
             })
             .collect();
         let first = crashes[0].at;
-        let after: Vec<(SimTime, NodeState)> =
-            changes.into_iter().filter(|(t, _)| *t >= first).take(3).collect();
+        let after: Vec<(SimTime, NodeState)> = changes
+            .into_iter()
+            .filter(|(t, _)| *t >= first)
+            .take(3)
+            .collect();
         assert_eq!(
             after,
             vec![
                 (first, NodeState::Down),
                 (first + DOWN_TIME, NodeState::Starting),
-                (first + DOWN_TIME + SimDuration::from_secs(10), NodeState::Healthy),
+                (
+                    first + DOWN_TIME + SimDuration::from_secs(10),
+                    NodeState::Healthy
+                ),
             ],
             "{architecture}"
         );
@@ -324,7 +339,11 @@ fn the_fix_stops_the_crashes_and_the_slowness() {
     let run = scenario(
         &["architecture=monolith"],
         5,
-        &[(10.0, "memory-leak"), (10.0, "slow-path"), (120.0, "restore")],
+        &[
+            (10.0, "memory-leak"),
+            (10.0, "slow-path"),
+            (120.0, "restore"),
+        ],
         300.0,
     );
     let crashes_by_fix = run
@@ -334,7 +353,11 @@ fn the_fix_stops_the_crashes_and_the_slowness() {
         .filter(|crash| crash.at <= secs(120.0))
         .count();
     assert!(crashes_by_fix >= 1);
-    assert_eq!(run.model.crashes().len(), crashes_by_fix, "no crash after the fix");
+    assert_eq!(
+        run.model.crashes().len(),
+        crashes_by_fix,
+        "no crash after the fix"
+    );
     // Once restarted and drained, pages are fast again.
     let mut tail = simulation(&params(&["architecture=monolith"]), Seed(5));
     LessonRun::run_until(&mut tail, secs(10.0));
@@ -386,7 +409,11 @@ fn requests_are_conserved_and_a_seed_replays_exactly() {
                     Seed(seed),
                 );
                 let mut t = 0.0;
-                for (at, id) in [(15.0, "memory-leak"), (40.0, "slow-path"), (90.0, "restore")] {
+                for (at, id) in [
+                    (15.0, "memory-leak"),
+                    (40.0, "slow-path"),
+                    (90.0, "restore"),
+                ] {
                     while t < at {
                         t += 0.5;
                         LessonRun::run_until(&mut run, secs(t));

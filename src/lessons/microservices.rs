@@ -207,20 +207,63 @@ pub const CHECK_INTERVAL: SimDuration = SimDuration::from_secs(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     Arrival,
-    AtBalancer { slot: u32, serial: u32 },
+    AtBalancer {
+        slot: u32,
+        serial: u32,
+    },
     /// The page reaches its entry process.
-    AtEntry { slot: u32, serial: u32, instance: u16, generation: u32 },
+    AtEntry {
+        slot: u32,
+        serial: u32,
+        instance: u16,
+        generation: u32,
+    },
     /// A job (a page in the monolith; one feature's work in microservices) finishes its CPU.
-    WorkDone { slot: u32, serial: u32, step: u8, instance: u16, generation: u32, leaks: bool },
+    WorkDone {
+        slot: u32,
+        serial: u32,
+        step: u8,
+        instance: u16,
+        generation: u32,
+        leaks: bool,
+    },
     /// A call between services reaches the callee (or is lost on the way).
-    CallArrive { slot: u32, serial: u32, step: u8, instance: u16, generation: u32, lost: bool },
+    CallArrive {
+        slot: u32,
+        serial: u32,
+        step: u8,
+        instance: u16,
+        generation: u32,
+        lost: bool,
+    },
     /// A call's answer (or error) is back at the caller.
-    CallReturn { slot: u32, serial: u32, step: u8, ok: bool },
-    CallTimeout { slot: u32, serial: u32, step: u8 },
-    Deadline { slot: u32, serial: u32 },
-    Done { slot: u32, serial: u32 },
-    Restart { instance: u16, generation: u32 },
-    Ready { instance: u16, generation: u32 },
+    CallReturn {
+        slot: u32,
+        serial: u32,
+        step: u8,
+        ok: bool,
+    },
+    CallTimeout {
+        slot: u32,
+        serial: u32,
+        step: u8,
+    },
+    Deadline {
+        slot: u32,
+        serial: u32,
+    },
+    Done {
+        slot: u32,
+        serial: u32,
+    },
+    Restart {
+        instance: u16,
+        generation: u32,
+    },
+    Ready {
+        instance: u16,
+        generation: u32,
+    },
     Check,
 }
 
@@ -401,7 +444,11 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<MicroservicesM
         for entry in ENTRY {
             link(&mut topology, balancer, services[entry].node);
         }
-        for (caller, callee) in [(CATALOG, RECOMMENDATIONS), (CHECKOUT, CART), (CHECKOUT, PAYMENTS)] {
+        for (caller, callee) in [
+            (CATALOG, RECOMMENDATIONS),
+            (CHECKOUT, CART),
+            (CHECKOUT, PAYMENTS),
+        ] {
             link(&mut topology, services[caller].node, services[callee].node);
             link(&mut topology, services[callee].node, services[caller].node);
         }
@@ -593,7 +640,10 @@ impl MicroservicesModel {
             NodeState::Healthy
         } else if all(NodeState::Down) {
             NodeState::Down
-        } else if states.iter().all(|&s| matches!(s, NodeState::Down | NodeState::Starting)) {
+        } else if states
+            .iter()
+            .all(|&s| matches!(s, NodeState::Down | NodeState::Starting))
+        {
             NodeState::Starting
         } else {
             NodeState::Unhealthy
@@ -601,7 +651,9 @@ impl MicroservicesModel {
         if summary != self.services[service].state {
             self.services[service].state = summary;
             let node = self.services[service].node;
-            self.core.log.push(now, Notable::StateChanged { node, to: summary });
+            self.core
+                .log
+                .push(now, Notable::StateChanged { node, to: summary });
         }
     }
 
@@ -617,16 +669,33 @@ impl MicroservicesModel {
             2
         };
         // Always three draws, so the streams stay aligned whatever the page kind.
-        let features = [ENTRY[kind], CALLS[kind].first().copied().unwrap_or(CART), CALLS[kind].get(1).copied().unwrap_or(CART)];
+        let features = [
+            ENTRY[kind],
+            CALLS[kind].first().copied().unwrap_or(CART),
+            CALLS[kind].get(1).copied().unwrap_or(CART),
+        ];
         let work = features.map(|feature| {
-            SimDuration::from_secs_f64(self.work_rng.lognormal_mean_cv(CPU_MS[feature] / 1000.0, WORK_CV))
+            SimDuration::from_secs_f64(
+                self.work_rng
+                    .lognormal_mean_cv(CPU_MS[feature] / 1000.0, WORK_CV),
+            )
         });
         let edge = self.edge(self.clients, self.balancer);
-        let key = self.core.requests.spawn(now, Place::OnEdge { edge, depart: now, arrive: now + EDGE });
+        let key = self.core.requests.spawn(
+            now,
+            Place::OnEdge {
+                edge,
+                depart: now,
+                arrive: now + EDGE,
+            },
+        );
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1);
         let slot = self.pages.vacant_key() as u32;
-        let deadline = scheduler.schedule_timer_in(self.secs("request_timeout"), Event::Deadline { slot, serial });
+        let deadline = scheduler.schedule_timer_in(
+            self.secs("request_timeout"),
+            Event::Deadline { slot, serial },
+        );
         self.pages.insert(Page {
             serial,
             key,
@@ -649,7 +718,9 @@ impl MicroservicesModel {
 
     fn at_balancer(&mut self, slot: u32, serial: u32, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
-        let Some(page) = self.page(slot, serial) else { return };
+        let Some(page) = self.page(slot, serial) else {
+            return;
+        };
         let (kind, key) = (page.kind, page.key);
         let Some(instance) = self.pick(self.service_of(ENTRY[kind])) else {
             // Nothing alive to send it to: 503 at once.
@@ -657,9 +728,24 @@ impl MicroservicesModel {
             return;
         };
         let edge = self.edge(self.balancer, self.instances[instance].node);
-        self.core.requests.move_to(key, Place::OnEdge { edge, depart: now, arrive: now + EDGE });
+        self.core.requests.move_to(
+            key,
+            Place::OnEdge {
+                edge,
+                depart: now,
+                arrive: now + EDGE,
+            },
+        );
         let generation = self.instances[instance].generation;
-        scheduler.schedule_in(EDGE, Event::AtEntry { slot, serial, instance: instance as u16, generation });
+        scheduler.schedule_in(
+            EDGE,
+            Event::AtEntry {
+                slot,
+                serial,
+                instance: instance as u16,
+                generation,
+            },
+        );
     }
 
     fn alive(&self, instance: usize, generation: u32) -> bool {
@@ -676,7 +762,9 @@ impl MicroservicesModel {
         }
         let key = page.key;
         let node = self.instances[instance].node;
-        self.core.requests.move_to(key, Place::Queued { node, since: now });
+        self.core
+            .requests
+            .move_to(key, Place::Queued { node, since: now });
         self.instances[instance].queue.push_back((job, now));
         self.try_start(instance, scheduler);
     }
@@ -685,7 +773,9 @@ impl MicroservicesModel {
     fn try_start(&mut self, instance: usize, scheduler: &mut Scheduler<Event>) {
         let now = scheduler.now();
         while self.instances[instance].holding.len() < self.threads {
-            let Some((job, since)) = self.instances[instance].queue.pop_front() else { return };
+            let Some((job, since)) = self.instances[instance].queue.pop_front() else {
+                return;
+            };
             self.core.metrics.waited(now - since);
             let process = &mut self.instances[instance];
             process.holding.push(job);
@@ -693,7 +783,11 @@ impl MicroservicesModel {
             let page = &mut self.pages[job.slot as usize];
             page.queued_at = None;
             let kind = page.kind;
-            let factor = if self.slowed { self.params.number("slowdown_factor") } else { 1.0 };
+            let factor = if self.slowed {
+                self.params.number("slowdown_factor")
+            } else {
+                1.0
+            };
             let scale = |d: SimDuration, feature: usize| {
                 if feature == RECOMMENDATIONS {
                     SimDuration::from_ticks((d.ticks() as f64 * factor + 0.5) as u64)
@@ -711,14 +805,19 @@ impl MicroservicesModel {
                 (page.work[0], false)
             } else {
                 let feature = Self::callee(kind, job.step);
-                (scale(page.work[job.step as usize], feature), feature == RECOMMENDATIONS)
+                (
+                    scale(page.work[job.step as usize], feature),
+                    feature == RECOMMENDATIONS,
+                )
             };
             if job.step == 0 {
                 page.stage = Stage::Working;
                 page.entry = Some((instance as u16, generation));
             }
             let key = page.key;
-            self.core.requests.move_to(key, Place::InService { node, since: now });
+            self.core
+                .requests
+                .move_to(key, Place::InService { node, since: now });
             scheduler.schedule_in(
                 work,
                 Event::WorkDone {
@@ -765,7 +864,11 @@ impl MicroservicesModel {
             self.update_gauges(now);
         }
         // Still wanted: the page is alive and still waiting for exactly this job.
-        let wanted = if job.step == 0 { Stage::Working } else { Stage::Calling };
+        let wanted = if job.step == 0 {
+            Stage::Working
+        } else {
+            Stage::Calling
+        };
         let current = self
             .page(job.slot, job.serial)
             .filter(|page| page.step == job.step && page.stage == wanted)
@@ -786,8 +889,23 @@ impl MicroservicesModel {
             let caller = self.services[ENTRY[kind]].node;
             let edge = self.edge(self.instances[instance].node, caller);
             let back = half(self.hop());
-            self.core.requests.move_to(key, Place::OnEdge { edge, depart: now, arrive: now + back });
-            scheduler.schedule_in(back, Event::CallReturn { slot: job.slot, serial: job.serial, step: job.step, ok: true });
+            self.core.requests.move_to(
+                key,
+                Place::OnEdge {
+                    edge,
+                    depart: now,
+                    arrive: now + back,
+                },
+            );
+            scheduler.schedule_in(
+                back,
+                Event::CallReturn {
+                    slot: job.slot,
+                    serial: job.serial,
+                    step: job.step,
+                    ok: true,
+                },
+            );
         }
     }
 
@@ -808,12 +926,21 @@ impl MicroservicesModel {
         self.pages[slot as usize].step = step;
         let feature = Self::callee(kind, step);
         let caller = self.services[ENTRY[kind]].node;
-        self.core.requests.move_to(key, Place::InService { node: caller, since: now });
-        let lost = self.network_rng.chance(self.params.number("hop_failure_pct") / 100.0);
+        self.core.requests.move_to(
+            key,
+            Place::InService {
+                node: caller,
+                since: now,
+            },
+        );
+        let lost = self
+            .network_rng
+            .chance(self.params.number("hop_failure_pct") / 100.0);
         if feature == RECOMMENDATIONS {
             let timeout = self.ms("recommendations_timeout");
-            self.pages[slot as usize].call_timer =
-                Some(scheduler.schedule_timer_in(timeout, Event::CallTimeout { slot, serial, step }));
+            self.pages[slot as usize].call_timer = Some(
+                scheduler.schedule_timer_in(timeout, Event::CallTimeout { slot, serial, step }),
+            );
         }
         let Some(instance) = self.pick(feature) else {
             // No live process of that service: the call fails at once.
@@ -822,11 +949,25 @@ impl MicroservicesModel {
         };
         let edge = self.edge(caller, self.services[feature].node);
         let out = half(self.hop());
-        self.core.requests.move_to(key, Place::OnEdge { edge, depart: now, arrive: now + out });
+        self.core.requests.move_to(
+            key,
+            Place::OnEdge {
+                edge,
+                depart: now,
+                arrive: now + out,
+            },
+        );
         let generation = self.instances[instance].generation;
         scheduler.schedule_in(
             out,
-            Event::CallArrive { slot, serial, step, instance: instance as u16, generation, lost },
+            Event::CallArrive {
+                slot,
+                serial,
+                step,
+                instance: instance as u16,
+                generation,
+                lost,
+            },
         );
     }
 
@@ -853,8 +994,23 @@ impl MicroservicesModel {
             let caller = self.services[ENTRY[page.kind]].node;
             let edge = self.edge(self.instances[instance].node, caller);
             let back = half(self.hop());
-            self.core.requests.move_to(page.key, Place::OnEdge { edge, depart: now, arrive: now + back });
-            scheduler.schedule_in(back, Event::CallReturn { slot: job.slot, serial: job.serial, step: job.step, ok: false });
+            self.core.requests.move_to(
+                page.key,
+                Place::OnEdge {
+                    edge,
+                    depart: now,
+                    arrive: now + back,
+                },
+            );
+            scheduler.schedule_in(
+                back,
+                Event::CallReturn {
+                    slot: job.slot,
+                    serial: job.serial,
+                    step: job.step,
+                    ok: false,
+                },
+            );
             return;
         }
         self.enqueue(instance, job, scheduler);
@@ -893,7 +1049,9 @@ impl MicroservicesModel {
         if Self::callee(kind, step) == RECOMMENDATIONS {
             self.pages[slot as usize].degraded = true;
             let node = self.services[ENTRY[kind]].node;
-            self.core.requests.move_to(key, Place::InService { node, since: now });
+            self.core
+                .requests
+                .move_to(key, Place::InService { node, since: now });
             self.next_call(slot, scheduler);
         } else {
             self.fail(slot, scheduler);
@@ -901,7 +1059,9 @@ impl MicroservicesModel {
     }
 
     fn unqueue(&mut self, instance: usize, slot: u32) {
-        self.instances[instance].queue.retain(|(job, _)| job.slot != slot);
+        self.instances[instance]
+            .queue
+            .retain(|(job, _)| job.slot != slot);
     }
 
     /// The page's answer leaves its entry process for the client.
@@ -917,7 +1077,14 @@ impl MicroservicesModel {
         };
         self.release_entry(slot, scheduler);
         let edge = self.edge(from, self.responses);
-        self.core.requests.move_to(key, Place::OnEdge { edge, depart: now, arrive: now + EDGE });
+        self.core.requests.move_to(
+            key,
+            Place::OnEdge {
+                edge,
+                depart: now,
+                arrive: now + EDGE,
+            },
+        );
         scheduler.schedule_in(EDGE, Event::Done { slot, serial });
     }
 
@@ -928,8 +1095,14 @@ impl MicroservicesModel {
             return;
         }
         let page = &mut self.pages[slot as usize];
-        let Some((instance, generation)) = page.entry.take() else { return };
-        let job = JobRef { slot, serial: page.serial, step: 0 };
+        let Some((instance, generation)) = page.entry.take() else {
+            return;
+        };
+        let job = JobRef {
+            slot,
+            serial: page.serial,
+            step: 0,
+        };
         if self.instances[instance as usize].generation == generation {
             self.release(instance as usize, job, scheduler);
         }
@@ -992,15 +1165,24 @@ impl MicroservicesModel {
         let process = &mut self.instances[instance];
         let old = process.generation;
         process.generation += 1;
-        self.crashes.push(Crash { instance, at: now, served: process.leaked, start_kb: process.start_kb });
+        self.crashes.push(Crash {
+            instance,
+            at: now,
+            served: process.leaked,
+            start_kb: process.start_kb,
+        });
         self.crash_count += 1;
         process.memory_kb = 0;
         let holding = std::mem::take(&mut process.holding);
         let queued = std::mem::take(&mut process.queue);
         self.set_state(instance, NodeState::Down, now);
-        let jobs = holding.into_iter().chain(queued.into_iter().map(|(job, _)| job));
+        let jobs = holding
+            .into_iter()
+            .chain(queued.into_iter().map(|(job, _)| job));
         for job in jobs {
-            let Some(page) = self.page(job.slot, job.serial) else { continue };
+            let Some(page) = self.page(job.slot, job.serial) else {
+                continue;
+            };
             if page.queued_at == Some(instance as u16) {
                 self.pages[job.slot as usize].queued_at = None;
             }
@@ -1017,7 +1199,13 @@ impl MicroservicesModel {
             }
         }
         self.update_gauges(now);
-        scheduler.schedule_in(DOWN_TIME, Event::Restart { instance: instance as u16, generation: old + 1 });
+        scheduler.schedule_in(
+            DOWN_TIME,
+            Event::Restart {
+                instance: instance as u16,
+                generation: old + 1,
+            },
+        );
     }
 
     fn restart(&mut self, instance: usize, generation: u32, scheduler: &mut Scheduler<Event>) {
@@ -1032,7 +1220,13 @@ impl MicroservicesModel {
         self.set_state(instance, NodeState::Starting, now);
         self.update_gauges(now);
         let ready = self.secs("restart_time");
-        scheduler.schedule_in(ready, Event::Ready { instance: instance as u16, generation });
+        scheduler.schedule_in(
+            ready,
+            Event::Ready {
+                instance: instance as u16,
+                generation,
+            },
+        );
     }
 
     fn check(&mut self, scheduler: &mut Scheduler<Event>) {
@@ -1066,7 +1260,10 @@ impl MicroservicesModel {
 
     /// Median latency of completed pages of one kind, in seconds.
     pub fn page_p50(&self, kind: usize) -> f64 {
-        self.stats[kind].latency.as_ref().map_or(0.0, |h| h.quantile_secs(0.5))
+        self.stats[kind]
+            .latency
+            .as_ref()
+            .map_or(0.0, |h| h.quantile_secs(0.5))
     }
 
     fn success_pct(&self, kind: usize) -> f64 {
@@ -1092,25 +1289,63 @@ impl Model for MicroservicesModel {
                 self.arrivals.rearm(scheduler);
             }
             Event::AtBalancer { slot, serial } => self.at_balancer(slot, serial, scheduler),
-            Event::AtEntry { slot, serial, instance, generation } => {
+            Event::AtEntry {
+                slot,
+                serial,
+                instance,
+                generation,
+            } => {
                 if self.page(slot, serial).is_none() {
                     return;
                 }
                 if self.alive(instance as usize, generation) {
-                    self.enqueue(instance as usize, JobRef { slot, serial, step: 0 }, scheduler);
+                    self.enqueue(
+                        instance as usize,
+                        JobRef {
+                            slot,
+                            serial,
+                            step: 0,
+                        },
+                        scheduler,
+                    );
                 } else {
                     self.fail(slot, scheduler); // connection refused: the process died
                 }
             }
-            Event::WorkDone { slot, serial, step, instance, generation, leaks } => {
-                self.work_done(JobRef { slot, serial, step }, instance as usize, generation, leaks, scheduler)
-            }
-            Event::CallArrive { slot, serial, step, instance, generation, lost } => {
-                self.call_arrive(JobRef { slot, serial, step }, instance as usize, generation, lost, scheduler)
-            }
-            Event::CallReturn { slot, serial, step, ok } => {
-                self.call_return(JobRef { slot, serial, step }, ok, scheduler)
-            }
+            Event::WorkDone {
+                slot,
+                serial,
+                step,
+                instance,
+                generation,
+                leaks,
+            } => self.work_done(
+                JobRef { slot, serial, step },
+                instance as usize,
+                generation,
+                leaks,
+                scheduler,
+            ),
+            Event::CallArrive {
+                slot,
+                serial,
+                step,
+                instance,
+                generation,
+                lost,
+            } => self.call_arrive(
+                JobRef { slot, serial, step },
+                instance as usize,
+                generation,
+                lost,
+                scheduler,
+            ),
+            Event::CallReturn {
+                slot,
+                serial,
+                step,
+                ok,
+            } => self.call_return(JobRef { slot, serial, step }, ok, scheduler),
             Event::CallTimeout { slot, serial, step } => {
                 if self.calling(slot, serial, step) {
                     self.pages[slot as usize].call_timer = None;
@@ -1123,8 +1358,14 @@ impl Model for MicroservicesModel {
                 }
             }
             Event::Done { slot, serial } => self.done(slot, serial, now),
-            Event::Restart { instance, generation } => self.restart(instance as usize, generation, scheduler),
-            Event::Ready { instance, generation } => {
+            Event::Restart {
+                instance,
+                generation,
+            } => self.restart(instance as usize, generation, scheduler),
+            Event::Ready {
+                instance,
+                generation,
+            } => {
                 if self.instances[instance as usize].generation == generation {
                     self.set_state(instance as usize, NodeState::Healthy, now);
                     self.update_gauges(now);
@@ -1146,7 +1387,10 @@ impl LessonModel for MicroservicesModel {
             snapshot.nodes.push(NodeView::plain(node));
         }
         let view = |instances: &[usize], state: NodeState| {
-            let mut view = NodeView { state, ..NodeView::plain(self.instances[instances[0]].node) };
+            let mut view = NodeView {
+                state,
+                ..NodeView::plain(self.instances[instances[0]].node)
+            };
             for &index in instances {
                 let process = &self.instances[index];
                 view.busy += process.holding.len() as u32;
@@ -1163,7 +1407,9 @@ impl LessonModel for MicroservicesModel {
             }
         } else {
             for index in 0..self.instances.len() {
-                snapshot.nodes.push(view(&[index], self.instances[index].state));
+                snapshot
+                    .nodes
+                    .push(view(&[index], self.instances[index].state));
             }
         }
         snapshot.collect_tokens(self.core.requests.iter(), token_limit);
@@ -1177,7 +1423,13 @@ impl LessonModel for MicroservicesModel {
         let completed: u64 = self.stats.iter().map(|s| s.completed).sum();
         let ended: u64 = completed + self.stats.iter().map(|s| s.failed).sum::<u64>();
         let latency = self.core.metrics.latency();
-        let quantile_ms = |q| if latency.count() == 0 { 0.0 } else { latency.quantile_secs(q) * 1000.0 };
+        let quantile_ms = |q| {
+            if latency.count() == 0 {
+                0.0
+            } else {
+                latency.quantile_secs(q) * 1000.0
+            }
+        };
         let catalog = &self.stats[0];
         let shown = if catalog.completed == 0 {
             100.0
@@ -1185,29 +1437,77 @@ impl LessonModel for MicroservicesModel {
             100.0 * (catalog.completed - catalog.degraded) as f64 / catalog.completed as f64
         };
         let degraded: u64 = self.stats.iter().map(|s| s.degraded).sum();
-        let figure = |key, label, value, unit| Figure { key, label, value, unit };
+        let figure = |key, label, value, unit| Figure {
+            key,
+            label,
+            value,
+            unit,
+        };
         vec![
-            figure("catalog_success_pct", "Catalog pages served", self.success_pct(0), "%"),
-            figure("cart_success_pct", "Cart pages served", self.success_pct(1), "%"),
-            figure("checkout_success_pct", "Checkouts succeeded", self.success_pct(2), "%"),
-            figure("recommendations_shown_pct", "Catalog pages with recommendations", shown, "%"),
-            figure("degraded", "Pages served without recommendations", degraded as f64, ""),
-            figure("partial_failures", "Pages where a call between services failed", self.partial as f64, ""),
+            figure(
+                "catalog_success_pct",
+                "Catalog pages served",
+                self.success_pct(0),
+                "%",
+            ),
+            figure(
+                "cart_success_pct",
+                "Cart pages served",
+                self.success_pct(1),
+                "%",
+            ),
+            figure(
+                "checkout_success_pct",
+                "Checkouts succeeded",
+                self.success_pct(2),
+                "%",
+            ),
+            figure(
+                "recommendations_shown_pct",
+                "Catalog pages with recommendations",
+                shown,
+                "%",
+            ),
+            figure(
+                "degraded",
+                "Pages served without recommendations",
+                degraded as f64,
+                "",
+            ),
+            figure(
+                "partial_failures",
+                "Pages where a call between services failed",
+                self.partial as f64,
+                "",
+            ),
             figure(
                 "partial_failure_pct",
                 "Share of pages with a failed call",
-                if ended == 0 { 0.0 } else { 100.0 * self.partial as f64 / ended as f64 },
+                if ended == 0 {
+                    0.0
+                } else {
+                    100.0 * self.partial as f64 / ended as f64
+                },
                 "%",
             ),
             figure(
                 "network_ms_mean",
                 "Network time per page (calls between services)",
-                if completed == 0 { 0.0 } else { self.network_total.as_secs_f64() * 1000.0 / completed as f64 },
+                if completed == 0 {
+                    0.0
+                } else {
+                    self.network_total.as_secs_f64() * 1000.0 / completed as f64
+                },
                 "ms",
             ),
             figure("latency_p50_ms", "Latency p50", quantile_ms(0.5), "ms"),
             figure("latency_p99_ms", "Latency p99", quantile_ms(0.99), "ms"),
-            figure("oom_crashes", "Processes crashed (out of memory)", self.crash_count as f64, ""),
+            figure(
+                "oom_crashes",
+                "Processes crashed (out of memory)",
+                self.crash_count as f64,
+                "",
+            ),
         ]
     }
 
@@ -1219,17 +1519,30 @@ impl LessonModel for MicroservicesModel {
         let now = scheduler.now();
         match command {
             LessonCommand::Inject(id) => {
-                let refuse = |reason: &str| Err(CommandError::NotApplicable { reason: reason.into() });
+                let refuse = |reason: &str| {
+                    Err(CommandError::NotApplicable {
+                        reason: reason.into(),
+                    })
+                };
                 match id.as_str() {
-                    "memory-leak" if self.leaking => return refuse("the memory leak is already deployed"),
-                    "slow-path" if self.slowed => return refuse("the slow path is already deployed"),
+                    "memory-leak" if self.leaking => {
+                        return refuse("the memory leak is already deployed")
+                    }
+                    "slow-path" if self.slowed => {
+                        return refuse("the slow path is already deployed")
+                    }
                     "restore" if !self.leaking && !self.slowed => {
                         return refuse("no bug is deployed: nothing to fix")
                     }
                     "memory-leak" | "slow-path" | "restore" => {}
                     _ => return Err(unknown_injection(id, INJECTIONS)),
                 }
-                self.core.log.push(now, Notable::Injected { injection: id.clone() });
+                self.core.log.push(
+                    now,
+                    Notable::Injected {
+                        injection: id.clone(),
+                    },
+                );
                 match id.as_str() {
                     "memory-leak" => self.leaking = true,
                     "slow-path" => self.slowed = true,
@@ -1241,10 +1554,13 @@ impl LessonModel for MicroservicesModel {
                 Ok(())
             }
             LessonCommand::SetParam { name, value } => {
-                let spec = accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
+                let spec =
+                    accept_live_param(&mut self.params, name, *value, now, &mut self.core.log)?;
                 if spec.name == "arrival_rate" {
                     let rate = self.params.number("arrival_rate");
-                    self.arrivals.arrivals.set_shape(TrafficShape::Steady { rate });
+                    self.arrivals
+                        .arrivals
+                        .set_shape(TrafficShape::Steady { rate });
                     self.arrivals.rearm(scheduler);
                 }
                 // Every other live parameter applies to the next call, job or crash.
