@@ -423,7 +423,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<MicroservicesM
     if micro {
         let layout = [
             ("catalog", "Catalog service", 0.48, 0.12),
-            ("recommendations", "Recommendations service", 0.78, 0.12),
+            ("recommendations", "Recommendations", 0.78, 0.12),
             ("cart", "Cart service", 0.48, 0.5),
             ("checkout", "Checkout service", 0.48, 0.88),
             ("payments", "Payments service", 0.78, 0.88),
