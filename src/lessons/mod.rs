@@ -18,6 +18,7 @@ pub mod journal;
 pub mod load_balancing;
 pub mod load_leveling;
 pub mod master_worker;
+pub mod microservices;
 pub mod params;
 pub mod peer_to_peer;
 pub mod pub_sub;
@@ -114,7 +115,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 22] = [
+    static CATALOG: [LessonSpec; 23] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -125,6 +126,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         load_balancing::SPEC,
         sessions::SPEC,
         scaling::SPEC,
+        microservices::SPEC,
         peer_to_peer::SPEC,
         master_worker::SPEC,
         caching::SPEC,
