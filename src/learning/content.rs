@@ -184,6 +184,10 @@ const FILES: &[(&str, &str)] = &[
         "sharding",
         include_str!("../../content/lessons/sharding.json"),
     ),
+    (
+        "multi-region",
+        include_str!("../../content/lessons/multi-region.json"),
+    ),
 ];
 
 /// Parses one content file, naming the file and the problem on error.

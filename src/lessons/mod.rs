@@ -15,6 +15,7 @@ pub mod event_routing;
 pub mod failover;
 pub mod journal;
 pub mod load_leveling;
+pub mod multi_region;
 pub mod params;
 pub mod pub_sub;
 pub mod queueing_basics;
@@ -107,7 +108,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 15] = [
+    static CATALOG: [LessonSpec; 16] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -117,6 +118,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         cqrs::SPEC,
         caching::SPEC,
         sharding::SPEC,
+        multi_region::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
