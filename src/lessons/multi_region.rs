@@ -411,7 +411,7 @@ fn arrivals(pop: usize, rate: f64, seed: Seed) -> ArrivalTimer<Event> {
 pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<MultiRegionModel> {
     let latency_routing = params.choice("routing") == "latency-based";
     let mut topology = Topology::default();
-    let dns_node = topology.add_node("dns", "Route 53", NodeKind::Router, 0.13, 0.5);
+    let dns_node = topology.add_node("dns", "Route 53", NodeKind::Router, 0.1, 0.5);
     let mut phase_rng = SimRng::new(seed.0, "probe-phase");
     let interval = interval_of(params);
     let mut regions = Vec::new();
@@ -419,17 +419,17 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<MultiRegionMod
     for (r, (users_label, app_label, db_label, check_label, y, check_y)) in [
         (
             "Users · Virginia",
-            "App · us-east-1",
-            "Virginia DB (writer)",
-            "Check us-east-1",
+            "App · Virginia",
+            "Virginia writer",
+            "Check Virginia",
             0.78,
             1.0,
         ),
         (
             "Users · Tokyo",
-            "App · ap-northeast-1",
-            "Tokyo DB (replica)",
-            "Check ap-northeast-1",
+            "App · Tokyo",
+            "Tokyo replica",
+            "Check Tokyo",
             0.22,
             0.0,
         ),
@@ -442,11 +442,11 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<MultiRegionMod
             &format!("{name}-users"),
             users_label,
             NodeKind::Source,
-            0.0,
+            0.06,
             y,
         );
         let app = topology.add_node(&format!("{name}-app"), app_label, NodeKind::Server, 0.44, y);
-        let db = topology.add_node(&format!("{name}-db"), db_label, NodeKind::Store, 0.86, y);
+        let db = topology.add_node(&format!("{name}-db"), db_label, NodeKind::Store, 0.88, y);
         let check = topology.add_node(
             &format!("check-{name}"),
             check_label,
