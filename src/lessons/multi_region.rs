@@ -1220,8 +1220,8 @@ impl MultiRegionModel {
             .set_gauge(self.gauge_lag, now, (lag.ticks() / 1000) as i64);
         for (slot, gauge) in self.gauge_window.into_iter().enumerate() {
             let (sum, count) = self.window[slot];
-            if count > 0 {
-                self.window_value[slot] = (sum / count / 1000) as i64;
+            if let Some(mean) = sum.checked_div(count) {
+                self.window_value[slot] = (mean / 1000) as i64;
             }
             self.window[slot] = (0, 0);
             self.core
