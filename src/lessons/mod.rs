@@ -19,6 +19,7 @@ pub mod load_balancing;
 pub mod load_leveling;
 pub mod master_worker;
 pub mod microservices;
+pub mod multi_region;
 pub mod params;
 pub mod peer_to_peer;
 pub mod pub_sub;
@@ -115,7 +116,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 23] = [
+    static CATALOG: [LessonSpec; 24] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -133,6 +134,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         cdn::SPEC,
         replication::SPEC,
         sharding::SPEC,
+        multi_region::SPEC,
         failover::SPEC,
         circuit_breaker::SPEC,
         retries::SPEC,
