@@ -22,6 +22,7 @@ pub mod rate_limiting;
 pub mod retries;
 pub mod run;
 pub mod saga;
+pub mod serverless;
 pub mod sharding;
 pub mod sweep;
 
@@ -107,7 +108,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 15] = [
+    static CATALOG: [LessonSpec; 16] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -123,6 +124,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         bulkhead::SPEC,
         rate_limiting::SPEC,
         disaster_recovery::SPEC,
+        serverless::SPEC,
     ];
     &CATALOG
 }
