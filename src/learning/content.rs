@@ -155,6 +155,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../content/lessons/disaster-recovery.json"),
     ),
     (
+        "serverless",
+        include_str!("../../content/lessons/serverless.json"),
+    ),
+    (
         "rate-limiting",
         include_str!("../../content/lessons/rate-limiting.json"),
     ),
