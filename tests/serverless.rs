@@ -47,7 +47,11 @@ const KEEP: SimDuration = SimDuration::from_secs(300);
 #[test]
 fn an_environment_idle_less_than_keep_warm_is_reused_and_one_idle_longer_is_cold() {
     let mut pool = EnvironmentPool::new(10, KEEP, 0, 1000, SimTime::ZERO);
-    assert_eq!(pool.acquire(secs(0.0)), Acquired::Cold(0), "first use is cold");
+    assert_eq!(
+        pool.acquire(secs(0.0)),
+        Acquired::Cold(0),
+        "first use is cold"
+    );
     pool.initialized(0);
     pool.release(0, secs(1.0));
     // Idle for one microsecond less than keep-warm: reused.
@@ -150,7 +154,11 @@ const HOPS: SimDuration = SimDuration::from_millis(45);
 fn every_cold_start_happens_with_no_warm_environment_free_and_adds_exactly_init() {
     for (profile, seed) in [("spiky", 1), ("medium", 2), ("low", 3)] {
         let mut sim = simulation(
-            &params(&[&format!("profile={profile}"), "keep_warm=60", "init_duration=0.8"]),
+            &params(&[
+                &format!("profile={profile}"),
+                "keep_warm=60",
+                "init_duration=0.8",
+            ]),
             Seed(seed),
         );
         sim.model.enable_trace();
@@ -178,8 +186,13 @@ fn every_cold_start_happens_with_no_warm_environment_free_and_adds_exactly_init(
             let Some(latency) = invocation.latency else {
                 continue;
             };
-            let expected =
-                HOPS + invocation.work + if invocation.cold { init } else { SimDuration::ZERO };
+            let expected = HOPS
+                + invocation.work
+                + if invocation.cold {
+                    init
+                } else {
+                    SimDuration::ZERO
+                };
             assert_eq!(latency, expected, "{profile}: {invocation:?}");
         }
     }
@@ -227,7 +240,10 @@ fn concurrency_never_exceeds_the_limit_and_a_burst_above_it_is_throttled() {
 fn no_throttles_when_the_limit_is_above_peak_demand() {
     for seed in 1..5 {
         for profile in ["low", "medium", "spiky"] {
-            let run = run_to_end(&[&format!("profile={profile}"), "concurrency_limit=1000"], seed);
+            let run = run_to_end(
+                &[&format!("profile={profile}"), "concurrency_limit=1000"],
+                seed,
+            );
             assert_eq!(figure(run.as_ref(), "throttled"), 0.0, "{profile} {seed}");
             assert_eq!(run.summary().rejected, 0);
             assert!(figure(run.as_ref(), "peak_concurrency") < 1000.0);
@@ -349,12 +365,16 @@ fn going_quiet_for_longer_than_keep_warm_shuts_every_environment_down() {
     LessonRun::run_until(&mut sim, secs(300.0 + 125.0));
     assert_eq!(sim.model.pool().environments(), 0, "all shut down");
     let env_1 = sim.topology().find("env-1").unwrap();
-    assert!(sim.log().entries().iter().any(|entry| entry.time > secs(300.0)
-        && entry.what
-            == Notable::StateChanged {
-                node: env_1,
-                to: NodeState::Off
-            }));
+    assert!(sim
+        .log()
+        .entries()
+        .iter()
+        .any(|entry| entry.time > secs(300.0)
+            && entry.what
+                == Notable::StateChanged {
+                    node: env_1,
+                    to: NodeState::Off
+                }));
     // Traffic resumes after keep-warm + 60 s, and every environment starts cold again.
     LessonRun::run_until(&mut sim, secs(600.0));
     sim.check_conservation().unwrap();

@@ -290,8 +290,8 @@ impl EnvironmentPool {
             self.throttled += 1;
             return Acquired::Throttled(Throttle::Concurrency);
         }
-        let provisioned_free = (0..self.provisioned)
-            .find(|&env| matches!(self.states[env], EnvState::Idle { .. }));
+        let provisioned_free =
+            (0..self.provisioned).find(|&env| matches!(self.states[env], EnvState::Idle { .. }));
         if let Some(env) = provisioned_free.or_else(|| self.idle.pop_back()) {
             self.states[env] = EnvState::Busy;
             self.took(Acquired::Warm(env))
@@ -422,17 +422,28 @@ enum Platform {
 pub enum Event {
     Arrival,
     /// The request reaches the Lambda service or the load balancer.
-    AtFront { req: u32 },
+    AtFront {
+        req: u32,
+    },
     /// The request's next phase at environment or instance `at`.
-    Step { at: u16, req: u32 },
+    Step {
+        at: u16,
+        req: u32,
+    },
     /// The response reaches the client.
-    Responded { req: u32 },
+    Responded {
+        req: u32,
+    },
     /// The 429/503 reaches the client.
-    Refused { req: u32 },
+    Refused {
+        req: u32,
+    },
     /// The oldest idle environment's keep-warm time is up.
     Expire,
     /// A burst or quiet spell ends (ignored if a newer one replaced it).
-    OverrideEnds { generation: u32 },
+    OverrideEnds {
+        generation: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -562,7 +573,7 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ServerlessMode
     let clients = topology.add_node("clients", "Clients", NodeKind::Source, 0.03, 0.45);
     let (front, refused_sink) = match platform {
         Platform::Lambda => (
-            topology.add_node("lambda", "Lambda service", NodeKind::Router, 0.22, 0.45),
+            topology.add_node("lambda", "Lambda", NodeKind::Router, 0.22, 0.45),
             topology.add_node("refused", "Throttled (429)", NodeKind::Sink, 0.22, 0.95),
         ),
         Platform::Fleet => (
@@ -598,15 +609,15 @@ pub fn simulation(params: &ParamValues, seed: Seed) -> Simulation<ServerlessMode
                     &mut topology,
                     format!("env-{}", index + 1),
                     label,
-                    0.42 + column as f32 * 0.14,
+                    0.37 + column as f32 * 0.135,
                     0.1 + row as f32 * 0.24,
                 );
             }
             add_worker(
                 &mut topology,
                 "env-more".into(),
-                "More environments".into(),
-                0.82,
+                "More envs".into(),
+                0.8,
                 0.82,
             );
         }
@@ -728,10 +739,9 @@ impl ServerlessModel {
     fn settle(&mut self, now: SimTime) {
         let seconds = (now - self.settled_at).as_secs_f64();
         self.provisioned_gb_seconds += self.pool.provisioned() as f64 * self.memory_gb() * seconds;
-        self.fleet_dollars += self.instance_busy.len() as f64
-            * self.params.number("instance_price")
-            * seconds
-            / 3600.0;
+        self.fleet_dollars +=
+            self.instance_busy.len() as f64 * self.params.number("instance_price") * seconds
+                / 3600.0;
         self.settled_at = now;
     }
 
@@ -901,13 +911,7 @@ impl ServerlessModel {
                 arrive: now + HOP_ENV,
             },
         );
-        scheduler.schedule_in(
-            HOP_ENV,
-            Event::Step {
-                at: at as u16,
-                req,
-            },
-        );
+        scheduler.schedule_in(HOP_ENV, Event::Step { at: at as u16, req });
     }
 
     fn at_front(&mut self, req: u32, scheduler: &mut Scheduler<Event>) {
@@ -1176,8 +1180,7 @@ impl Model for ServerlessModel {
                 self.update_gauges(now);
             }
             Event::OverrideEnds { generation } => {
-                if generation == self.override_generation && self.override_state != Override::None
-                {
+                if generation == self.override_generation && self.override_state != Override::None {
                     self.end_override(scheduler);
                 }
             }
