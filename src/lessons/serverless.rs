@@ -890,7 +890,7 @@ impl ServerlessModel {
     }
 
     /// Sends request `req` towards worker node `node_index` (an environment or instance).
-    fn to_worker(
+    fn send_to_worker(
         &mut self,
         req: u32,
         at: usize,
@@ -955,7 +955,7 @@ impl ServerlessModel {
                             self.log_state(now, env, NodeState::Starting);
                             self.refresh_more(now);
                         }
-                        self.to_worker(req, env, self.env_node(env), cold, scheduler);
+                        self.send_to_worker(req, env, self.env_node(env), cold, scheduler);
                     }
                 }
                 self.rearm_expiry(scheduler);
@@ -1011,7 +1011,7 @@ impl ServerlessModel {
         self.instance_busy[instance] += 1;
         let busy: u32 = self.instance_busy.iter().sum();
         self.fleet_peak = self.fleet_peak.max(busy as usize);
-        self.to_worker(req, instance, instance, false, scheduler);
+        self.send_to_worker(req, instance, instance, false, scheduler);
     }
 
     fn dispatch_queue(&mut self, scheduler: &mut Scheduler<Event>) {
