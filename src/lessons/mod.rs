@@ -30,6 +30,7 @@ pub mod retries;
 pub mod run;
 pub mod saga;
 pub mod scaling;
+pub mod serverless;
 pub mod sessions;
 pub mod sharding;
 pub mod sweep;
@@ -116,7 +117,7 @@ impl LessonSpec {
 
 /// Every lesson, in the suggested order.
 pub fn catalog() -> &'static [LessonSpec] {
-    static CATALOG: [LessonSpec; 24] = [
+    static CATALOG: [LessonSpec; 25] = [
         queueing_basics::SPEC,
         load_leveling::SPEC,
         coupling::SPEC,
@@ -127,6 +128,7 @@ pub fn catalog() -> &'static [LessonSpec] {
         load_balancing::SPEC,
         sessions::SPEC,
         scaling::SPEC,
+        serverless::SPEC,
         microservices::SPEC,
         peer_to_peer::SPEC,
         master_worker::SPEC,
