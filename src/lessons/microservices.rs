@@ -67,8 +67,8 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::number;
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
-use super::params::{number};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
 };
@@ -87,8 +87,6 @@ pub const SPEC: LessonSpec = LessonSpec {
     sweep: None,
     breaker_node: None,
 };
-
-const LIVE: Liveness = Liveness::Live;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec {

@@ -82,8 +82,8 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
+use super::params::number;
 use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
-use super::params::{number};
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
 };

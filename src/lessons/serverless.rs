@@ -55,8 +55,8 @@ use crate::sim::topology::{EdgeId, NodeId, NodeKind, Topology};
 use crate::sim::traffic::{PoissonArrivals, TrafficShape};
 
 use super::core::{ArrivalTimer, ModelCore};
-use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::params::{integer, number};
+use super::params::{Liveness, ParamKind, ParamSpec, ParamValues, Seed};
 use super::rate_limiting::TokenBucket;
 use super::run::{
     accept_live_param, unknown_injection, CommandError, LessonCommand, LessonModel, LessonRun,
