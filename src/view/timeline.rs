@@ -116,14 +116,19 @@ pub fn timeline(props: &TimelineProps) -> Html {
             .join("; ");
         let seek = props.on_seek.reform(move |_: MouseEvent| at);
         let future = at > props.now;
-        let glyph = if group.len() > 1 {
-            format!("{glyph}{}", group.len())
+        // The count drawn on a shared marker is part of its accessible name as well
+        // (WCAG 2.5.3, label in name).
+        let (glyph, label) = if group.len() > 1 {
+            (
+                format!("{glyph}{}", group.len()),
+                format!("Jump to {} events: {text}", group.len()),
+            )
         } else {
-            glyph.to_owned()
+            (glyph.to_owned(), format!("Jump to: {text}"))
         };
         html! {
             <li class={classes!("marker", class, future.then_some("future"))} style={left}>
-                <button type="button" title={text.clone()} aria-label={format!("Jump to: {text}")} onclick={seek}>
+                <button type="button" title={text.clone()} aria-label={label} onclick={seek}>
                     <span aria-hidden="true">{ glyph }</span>
                 </button>
             </li>
